@@ -1,0 +1,1758 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lib/pq"
+)
+
+// The tests run against a real PostgreSQL named by DATABASE_URL. TestMain
+// creates a fresh database in it for this run and drops it afterwards, so
+// any server (a CI service container, make test's throwaway cluster) works.
+var (
+	testDSN   string // the run's own database
+	testDB    *sql.DB
+	testStore *Store
+)
+
+const testSecret = "test-secret-that-is-at-least-32-bytes-long"
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	baseDSN := os.Getenv("DATABASE_URL")
+	if baseDSN == "" {
+		fmt.Fprintln(os.Stderr, "DATABASE_URL is not set: run `make test` (it starts a throwaway PostgreSQL), or set DATABASE_URL to a PostgreSQL where the tests may create a database")
+		return 1
+	}
+	ctx := context.Background()
+	admin, err := sql.Open("postgres", baseDSN)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "DATABASE_URL: %v\n", err)
+		return 1
+	}
+	defer admin.Close()
+	name := "todo_test_" + randomHex(6)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		fmt.Fprintf(os.Stderr, "create test database (DATABASE_URL must allow CREATE DATABASE): %v\n", err)
+		return 1
+	}
+	defer admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+
+	testDSN = withDatabase(baseDSN, name)
+	testDB, err = sql.Open("postgres", testDSN)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "open test database: %v\n", err)
+		return 1
+	}
+	defer testDB.Close()
+	if err := applySchema(ctx, testDB); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if testStore, err = prepareStore(ctx, testDB); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer testStore.Close()
+	return m.Run()
+}
+
+// withDatabase points a URL or key=value DSN at another database; lib/pq
+// lets a later key win.
+func withDatabase(dsn, name string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		converted, err := pq.ParseURL(dsn)
+		if err != nil {
+			panic(err)
+		}
+		dsn = converted
+	}
+	return dsn + " dbname=" + name
+}
+
+// createDatabase makes an empty database for a test that needs one to itself.
+func createDatabase(t *testing.T) string {
+	t.Helper()
+	name := "todo_test_" + randomHex(6)
+	if _, err := testDB.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() { testDB.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)") })
+	return withDatabase(testDSN, name)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// newUser returns a user id no other test uses.
+func newUser(t *testing.T) string {
+	t.Helper()
+	return "user-" + randomHex(8)
+}
+
+// syncBuffer collects log output written from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func testConfig() config {
+	cors, err := parseCORSOrigins("http://localhost:3000")
+	if err != nil {
+		panic(err)
+	}
+	return config{secret: []byte(testSecret), cors: cors, dbTimeout: 5 * time.Second, logLevel: slog.LevelDebug}
+}
+
+// testServer is the real handler stack over the test database.
+type testServer struct {
+	*httptest.Server
+	logs *syncBuffer
+}
+
+func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
+	t.Helper()
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
+	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	srv := httptest.NewServer(newServer(logger, store, verifier, cfg))
+	t.Cleanup(srv.Close)
+	return &testServer{Server: srv, logs: logs}
+}
+
+func mustToken(t *testing.T, userID string) string {
+	t.Helper()
+	now := time.Now()
+	token, err := newHS256Verifier([]byte(testSecret), "", "", "").Sign(map[string]any{
+		"sub": userID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	})
+	if err != nil {
+		t.Fatalf("sign: %v", err)
+	}
+	return token
+}
+
+// response is what a test reads of an answer.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
+
+// request sends one request; token "" sends no Authorization header.
+func (s *testServer) request(t *testing.T, method, path, token string, body any, headers ...string) response {
+	t.Helper()
+	var reader io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		reader = strings.NewReader(b)
+	case []byte:
+		reader = bytes.NewReader(b)
+	default:
+		encoded, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("encode body: %v", err)
+		}
+		reader = bytes.NewReader(encoded)
+	}
+	req, err := http.NewRequest(method, s.URL+path, reader)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if reader != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: data}
+}
+
+// taskJSON is the wire form of a task, decoded strictly for assertions.
+type taskJSON struct {
+	ID          int64   `json:"id"`
+	UserID      string  `json:"user_id"`
+	Title       string  `json:"title"`
+	Description *string `json:"description"`
+	Completed   bool    `json:"completed"`
+	CreatedAt   string  `json:"created_at"`
+	UpdatedAt   string  `json:"updated_at"`
+}
+
+func decodeTask(t *testing.T, res response) taskJSON {
+	t.Helper()
+	var task taskJSON
+	dec := json.NewDecoder(bytes.NewReader(res.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&task); err != nil {
+		t.Fatalf("decode task from %s: %v", res, err)
+	}
+	return task
+}
+
+// sameTask compares two tasks by value, description included.
+func sameTask(a, b taskJSON) bool {
+	if (a.Description == nil) != (b.Description == nil) || (a.Description != nil && *a.Description != *b.Description) {
+		return false
+	}
+	a.Description, b.Description = nil, nil
+	return a == b
+}
+
+func decodeTasks(t *testing.T, res response) []taskJSON {
+	t.Helper()
+	var tasks []taskJSON
+	if err := json.Unmarshal(res.body, &tasks); err != nil {
+		t.Fatalf("decode task list from %s: %v", res, err)
+	}
+	return tasks
+}
+
+func mustCreate(t *testing.T, srv *testServer, token string, body any) taskJSON {
+	t.Helper()
+	res := srv.request(t, "POST", "/api/tasks", token, body)
+	if res.status != http.StatusCreated {
+		t.Fatalf("create = %s; want 201", res)
+	}
+	return decodeTask(t, res)
+}
+
+// wantError asserts the contract's error shape and code.
+func wantError(t *testing.T, res response, status int, code string) {
+	t.Helper()
+	if res.status != status {
+		t.Fatalf("status = %s; want %d %s", res, status, code)
+	}
+	if ct := res.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q; want application/json", ct)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(res.body, &body); err != nil {
+		t.Fatalf("error body %q is not JSON: %v", res.body, err)
+	}
+	if body["error_code"] != code {
+		t.Errorf("error_code = %v; want %s (body %s)", body["error_code"], code, res.body)
+	}
+	if detail, ok := body["detail"].(string); !ok || detail == "" {
+		t.Errorf("detail = %v; want a non-empty string", body["detail"])
+	}
+}
+
+func taskPath(id int64) string { return "/api/tasks/" + strconv.FormatInt(id, 10) }
+
+// tcpProxy stands between the server and PostgreSQL so a test can cut the
+// database off and bring it back, as an outage would.
+type tcpProxy struct {
+	t        *testing.T
+	target   func() (net.Conn, error)
+	addr     string
+	mu       sync.Mutex
+	listener net.Listener
+	conns    []net.Conn
+}
+
+func newTCPProxy(t *testing.T, dsn string) (*tcpProxy, string) {
+	t.Helper()
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		t.Fatalf("parse DSN: %v", err)
+	}
+	network, address := "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+	if strings.HasPrefix(cfg.Host, "/") {
+		network, address = "unix", fmt.Sprintf("%s/.s.PGSQL.%d", cfg.Host, cfg.Port)
+	}
+	p := &tcpProxy{t: t, target: func() (net.Conn, error) { return net.Dial(network, address) }}
+	p.start("127.0.0.1:0")
+	t.Cleanup(p.stop)
+	host, port, _ := net.SplitHostPort(p.addr)
+	proxied := withDatabase(dsn, cfg.Database) + " host=" + host + " port=" + port
+	return p, proxied
+}
+
+func (p *tcpProxy) start(addr string) {
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatalf("proxy listen: %v", err)
+	}
+	p.mu.Lock()
+	p.listener, p.addr = listener, listener.Addr().String()
+	p.mu.Unlock()
+	go func() {
+		for {
+			client, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			server, err := p.target()
+			if err != nil {
+				client.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, client, server)
+			p.mu.Unlock()
+			go func() { io.Copy(server, client); server.Close() }()
+			go func() { io.Copy(client, server); client.Close() }()
+		}
+	}()
+}
+
+// stop refuses new connections and cuts every open one.
+func (p *tcpProxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.listener != nil {
+		p.listener.Close()
+		p.listener = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// restart listens again on the same address.
+func (p *tcpProxy) restart() { p.start(p.addr) }
+
+func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// --- the token verifier ---------------------------------------------------
+
+// pinnedNow is the clock every verifier test runs at.
+var pinnedNow = time.Date(2026, 1, 18, 10, 0, 0, 0, time.UTC)
+
+// rawToken signs any header and payload text with secret, so tests can
+// build tokens the signer would never make.
+func rawToken(secret, header, payload string) string {
+	v := newHS256Verifier([]byte(secret), "", "", "")
+	input := b64(header) + "." + b64(payload)
+	return input + "." + base64.RawURLEncoding.EncodeToString(v.sign(input))
+}
+
+func claimsJSON(t *testing.T, claims map[string]any) string {
+	t.Helper()
+	b, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	now := pinnedNow.Unix()
+	valid := map[string]any{"sub": "alice", "exp": now + 60}
+	with := func(extra map[string]any, drop ...string) map[string]any {
+		c := map[string]any{}
+		for k, v := range valid {
+			c[k] = v
+		}
+		for _, k := range drop {
+			delete(c, k)
+		}
+		for k, v := range extra {
+			c[k] = v
+		}
+		return c
+	}
+	hs256 := `{"alg":"HS256","typ":"JWT"}`
+	sign := func(claims map[string]any) string { return rawToken(testSecret, hs256, claimsJSON(t, claims)) }
+	good := sign(valid)
+	goodParts := strings.Split(good, ".")
+
+	tests := []struct {
+		name     string
+		token    string
+		issuer   string
+		audience string
+		claim    string
+		wantID   string
+		wantErr  error
+	}{
+		{name: "valid", token: good, wantID: "alice"},
+		{name: "header without typ", token: rawToken(testSecret, `{"alg":"HS256"}`, claimsJSON(t, valid)), wantID: "alice"},
+		{name: "alg none unsigned", token: b64(`{"alg":"none"}`) + "." + goodParts[1] + ".", wantErr: errTokenAlgorithm},
+		{name: "alg none signed", token: rawToken(testSecret, `{"alg":"none"}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "alg HS512", token: rawToken(testSecret, `{"alg":"HS512"}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "alg RS256", token: rawToken(testSecret, `{"alg":"RS256"}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "alg lower case", token: rawToken(testSecret, `{"alg":"hs256"}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "alg missing", token: rawToken(testSecret, `{"typ":"JWT"}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "alg not a string", token: rawToken(testSecret, `{"alg":256}`, claimsJSON(t, valid)), wantErr: errTokenAlgorithm},
+		{name: "crit header", token: rawToken(testSecret, `{"alg":"HS256","crit":["exp"]}`, claimsJSON(t, valid)), wantErr: errTokenCrit},
+		{name: "crit null", token: rawToken(testSecret, `{"alg":"HS256","crit":null}`, claimsJSON(t, valid)), wantErr: errTokenCrit},
+		{name: "header not JSON", token: rawToken(testSecret, `not json`, claimsJSON(t, valid)), wantErr: errTokenMalformed},
+		{name: "header an array", token: rawToken(testSecret, `["HS256"]`, claimsJSON(t, valid)), wantErr: errTokenMalformed},
+		{name: "header null", token: rawToken(testSecret, `null`, claimsJSON(t, valid)), wantErr: errTokenMalformed},
+		{name: "tampered payload", token: goodParts[0] + "." + b64(claimsJSON(t, with(map[string]any{"sub": "mallory"}))) + "." + goodParts[2], wantErr: errTokenSignature},
+		{name: "tampered header", token: b64(`{"alg":"HS256" }`) + "." + goodParts[1] + "." + goodParts[2], wantErr: errTokenSignature},
+		{name: "other secret", token: rawToken("another-secret-that-is-32-bytes-or-more", hs256, claimsJSON(t, valid)), wantErr: errTokenSignature},
+		{name: "truncated signature", token: good[:len(good)-2], wantErr: errTokenSignature},
+		{name: "empty signature", token: goodParts[0] + "." + goodParts[1] + ".", wantErr: errTokenSignature},
+		{name: "padded signature", token: good + "=", wantErr: errTokenSignature},
+		{name: "standard base64 signature", token: goodParts[0] + "." + goodParts[1] + "." + base64.StdEncoding.EncodeToString(mustDecode(t, goodParts[2])), wantErr: errTokenSignature},
+		{name: "padded header", token: goodParts[0] + "=." + goodParts[1] + "." + goodParts[2], wantErr: errTokenMalformed},
+		{name: "two segments", token: goodParts[0] + "." + goodParts[1], wantErr: errTokenMalformed},
+		{name: "four segments", token: good + ".x", wantErr: errTokenMalformed},
+		{name: "one segment", token: "abc", wantErr: errTokenMalformed},
+		{name: "empty", token: "", wantErr: errTokenMalformed},
+		{name: "too large", token: sign(with(map[string]any{"pad": strings.Repeat("x", maxTokenBytes)})), wantErr: errTokenTooLarge},
+		{name: "payload not JSON", token: rawToken(testSecret, hs256, `{"sub":`), wantErr: errTokenMalformed},
+		{name: "payload an array", token: rawToken(testSecret, hs256, `[1]`), wantErr: errTokenMalformed},
+		{name: "payload with trailing data", token: rawToken(testSecret, hs256, claimsJSON(t, valid)+"x"), wantErr: errTokenMalformed},
+		{name: "payload not base64", token: goodParts[0] + ".!!!." + goodParts[2], wantErr: errTokenSignature},
+		{name: "exp missing", token: sign(with(nil, "exp")), wantErr: errTokenMissingExp},
+		{name: "exp a string", token: sign(with(map[string]any{"exp": strconv.FormatInt(now+60, 10)})), wantErr: errTokenMalformed},
+		{name: "exp null", token: sign(with(map[string]any{"exp": nil})), wantErr: errTokenMalformed},
+		{name: "exp a boolean", token: sign(with(map[string]any{"exp": true})), wantErr: errTokenMalformed},
+		{name: "exp huge", token: sign(with(map[string]any{"exp": 1e300})), wantErr: errTokenMalformed},
+		{name: "exp fractional", token: sign(with(map[string]any{"exp": float64(now) + 0.5})), wantID: "alice"},
+		{name: "expired beyond leeway", token: sign(with(map[string]any{"exp": now - 30})), wantErr: errTokenExpired},
+		{name: "expired within leeway", token: sign(with(map[string]any{"exp": now - 29})), wantID: "alice"},
+		{name: "nbf beyond leeway", token: sign(with(map[string]any{"nbf": now + 31})), wantErr: errTokenNotYetValid},
+		{name: "nbf within leeway", token: sign(with(map[string]any{"nbf": now + 30})), wantID: "alice"},
+		{name: "nbf a string", token: sign(with(map[string]any{"nbf": "soon"})), wantErr: errTokenMalformed},
+		{name: "iat beyond leeway", token: sign(with(map[string]any{"iat": now + 31})), wantErr: errTokenIssuedFuture},
+		{name: "iat within leeway", token: sign(with(map[string]any{"iat": now + 30})), wantID: "alice"},
+		{name: "iat past", token: sign(with(map[string]any{"iat": now - 3600})), wantID: "alice"},
+		{name: "iat a string", token: sign(with(map[string]any{"iat": "now"})), wantErr: errTokenMalformed},
+		{name: "iss matches", issuer: "https://auth.example", token: sign(with(map[string]any{"iss": "https://auth.example"})), wantID: "alice"},
+		{name: "iss differs", issuer: "https://auth.example", token: sign(with(map[string]any{"iss": "https://evil.example"})), wantErr: errTokenIssuer},
+		{name: "iss missing", issuer: "https://auth.example", token: good, wantErr: errTokenIssuer},
+		{name: "iss not a string", issuer: "https://auth.example", token: sign(with(map[string]any{"iss": []string{"https://auth.example"}})), wantErr: errTokenIssuer},
+		{name: "iss ignored when not configured", token: sign(with(map[string]any{"iss": "anyone"})), wantID: "alice"},
+		{name: "aud string matches", audience: "todo", token: sign(with(map[string]any{"aud": "todo"})), wantID: "alice"},
+		{name: "aud array contains", audience: "todo", token: sign(with(map[string]any{"aud": []string{"other", "todo"}})), wantID: "alice"},
+		{name: "aud array lacks", audience: "todo", token: sign(with(map[string]any{"aud": []string{"other"}})), wantErr: errTokenAudience},
+		{name: "aud string differs", audience: "todo", token: sign(with(map[string]any{"aud": "other"})), wantErr: errTokenAudience},
+		{name: "aud missing", audience: "todo", token: good, wantErr: errTokenAudience},
+		{name: "aud a number", audience: "todo", token: sign(with(map[string]any{"aud": 7})), wantErr: errTokenAudience},
+		{name: "aud array of numbers", audience: "todo", token: sign(with(map[string]any{"aud": []int{1}})), wantErr: errTokenAudience},
+		{name: "user_id claim", token: sign(map[string]any{"user_id": "bob", "exp": now + 60}), wantID: "bob"},
+		{name: "userId claim", token: sign(map[string]any{"userId": "carol", "exp": now + 60}), wantID: "carol"},
+		{name: "id claim", token: sign(map[string]any{"id": "dave", "exp": now + 60}), wantID: "dave"},
+		{name: "sub wins over the others", token: sign(map[string]any{"sub": "alice", "user_id": "bob", "id": "dave", "exp": now + 60}), wantID: "alice"},
+		{name: "user_id wins over userId", token: sign(map[string]any{"userId": "carol", "user_id": "bob", "exp": now + 60}), wantID: "bob"},
+		{name: "sub a number is not skipped", token: sign(map[string]any{"sub": 42, "user_id": "bob", "exp": now + 60}), wantErr: errTokenUserID},
+		{name: "sub null", token: sign(with(map[string]any{"sub": nil})), wantErr: errTokenUserID},
+		{name: "sub empty", token: sign(with(map[string]any{"sub": ""})), wantErr: errTokenUserID},
+		{name: "sub 255 bytes", token: sign(with(map[string]any{"sub": strings.Repeat("é", 127) + "x"})), wantID: strings.Repeat("é", 127) + "x"},
+		{name: "sub 256 bytes", token: sign(with(map[string]any{"sub": strings.Repeat("é", 128)})), wantErr: errTokenUserID},
+		{name: "sub with NUL", token: sign(with(map[string]any{"sub": "a\x00b"})), wantErr: errTokenUserID},
+		{name: "no user claim", token: sign(map[string]any{"exp": now + 60, "name": "x"}), wantErr: errTokenUserID},
+		{name: "configured claim", claim: "uid", token: sign(with(map[string]any{"uid": "erin"})), wantID: "erin"},
+		{name: "configured claim missing", claim: "uid", token: good, wantErr: errTokenUserID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newHS256Verifier([]byte(testSecret), tt.issuer, tt.audience, tt.claim)
+			gotID, err := v.Verify(tt.token, pinnedNow)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Verify = %q, %v; want error %v", gotID, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || gotID != tt.wantID {
+				t.Fatalf("Verify = %q, %v; want %q", gotID, err, tt.wantID)
+			}
+		})
+	}
+}
+
+func mustDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestSignRoundTrip(t *testing.T) {
+	t.Parallel()
+	v := newHS256Verifier([]byte(testSecret), "iss", "aud", "")
+	token, err := v.Sign(map[string]any{"sub": "u1", "exp": pinnedNow.Add(time.Minute).Unix(), "iss": "iss", "aud": "aud"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := v.Verify(token, pinnedNow); err != nil || got != "u1" {
+		t.Fatalf("Verify(Sign(...)) = %q, %v; want u1", got, err)
+	}
+	if _, err := v.Sign(map[string]any{"bad": make(chan int)}); err == nil {
+		t.Fatal("Sign of unencodable claims succeeded; want an error")
+	}
+}
+
+// FuzzVerify: no input panics, and nothing is accepted that the secret did
+// not sign with HS256 for a user id within the rules.
+func FuzzVerify(f *testing.F) {
+	now := pinnedNow.Unix()
+	seeds := []string{
+		rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":"a","exp":%d}`, now+60)),
+		rawToken(testSecret, `{"alg":"none"}`, fmt.Sprintf(`{"sub":"a","exp":%d}`, now+60)),
+		rawToken(testSecret, `{"alg":"HS256","crit":[]}`, `{"sub":"a"}`),
+		rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":1,"exp":%d,"nbf":"x"}`, now)),
+		"a.b.c", "..", "", "e30.e30.", strings.Repeat("A", 100),
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	v := newHS256Verifier([]byte(testSecret), "", "", "")
+	f.Fuzz(func(t *testing.T, token string) {
+		userID, err := v.Verify(token, pinnedNow)
+		if err != nil {
+			if userID != "" {
+				t.Fatalf("Verify returned user %q with error %v", userID, err)
+			}
+			return
+		}
+		parts := strings.Split(token, ".")
+		if len(parts) != 3 {
+			t.Fatalf("accepted a token of %d segments", len(parts))
+		}
+		sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+		if !bytes.Equal(sig, v.sign(parts[0]+"."+parts[1])) {
+			t.Fatal("accepted a token whose signature does not match")
+		}
+		header, _ := base64.RawURLEncoding.DecodeString(parts[0])
+		var h map[string]any
+		if json.Unmarshal(header, &h) != nil || h["alg"] != "HS256" || h["crit"] != nil {
+			t.Fatalf("accepted header %s", header)
+		}
+		if userID == "" || len(userID) > maxUserIDBytes {
+			t.Fatalf("accepted user id %q", userID)
+		}
+	})
+}
+
+// --- authentication --------------------------------------------------------
+
+func TestAuthRequired(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	expired, err := newHS256Verifier([]byte(testSecret), "", "", "").Sign(map[string]any{"sub": "u", "exp": time.Now().Add(-time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := mustToken(t, newUser(t))
+	tests := []struct {
+		name    string
+		method  string
+		path    string
+		headers []string
+		body    any
+	}{
+		{"no header", "GET", "/api/tasks", nil, nil},
+		{"no header, bad body", "POST", "/api/tasks", nil, "{not json"},
+		{"no header, huge body", "POST", "/api/tasks", nil, strings.Repeat("x", maxBodyBytes+10)},
+		{"no header, unknown api path", "GET", "/api/nothing-here", nil, nil},
+		{"no header, wrong method", "DELETE", "/api/tasks", nil, nil},
+		{"no header, bad id", "GET", "/api/tasks/abc", nil, nil},
+		{"basic scheme", "GET", "/api/tasks", []string{"Authorization", "Basic dXNlcjpwYXNz"}, nil},
+		{"bearer without token", "GET", "/api/tasks", []string{"Authorization", "Bearer"}, nil},
+		{"bearer with blank token", "GET", "/api/tasks", []string{"Authorization", "Bearer   "}, nil},
+		{"token without scheme", "GET", "/api/tasks", []string{"Authorization", valid}, nil},
+		{"two authorization headers", "GET", "/api/tasks", []string{"Authorization", "Bearer " + valid, "Authorization", "Bearer " + valid}, nil},
+		{"token with inner space", "GET", "/api/tasks", []string{"Authorization", "Bearer " + valid + " extra"}, nil},
+		{"forged", "GET", "/api/tasks", []string{"Authorization", "Bearer " + rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)}, nil},
+		{"expired", "GET", "/api/tasks", []string{"Authorization", "Bearer " + expired}, nil},
+		{"garbage", "GET", "/api/tasks/1", []string{"Authorization", "Bearer a.b.c"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := srv.request(t, tt.method, tt.path, "", tt.body, tt.headers...)
+			wantError(t, res, http.StatusUnauthorized, codeAuthenticationRequired)
+			if got := res.header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate = %q; want Bearer", got)
+			}
+		})
+	}
+}
+
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
+		res := srv.request(t, "GET", "/api/tasks", "", nil, "Authorization", scheme+" "+token)
+		if res.status != http.StatusOK {
+			t.Errorf("scheme %q: %s; want 200", scheme, res)
+		}
+	}
+	res := srv.request(t, "GET", "/api/tasks", "", nil, "Authorization", "Bearer   "+token)
+	if res.status != http.StatusOK {
+		t.Errorf("extra spaces before the token: %s; want 200", res)
+	}
+}
+
+func TestAuthFailureIsLoggedWithoutToken(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	forged := rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)
+	srv.request(t, "GET", "/api/tasks", forged, nil)
+	good := mustToken(t, newUser(t))
+	srv.request(t, "GET", "/api/tasks", good, nil)
+	logs := srv.logs.String()
+	if !strings.Contains(logs, errTokenSignature.Error()) {
+		t.Errorf("logs do not give the failure reason %q:\n%s", errTokenSignature, logs)
+	}
+	for _, secret := range []string{forged, good, strings.Split(good, ".")[2], testSecret} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("logs contain a token or the secret:\n%s", logs)
+		}
+	}
+}
+
+// --- the task endpoints ----------------------------------------------------
+
+func TestTaskLifecycle(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+
+	res := srv.request(t, "GET", "/api/tasks", token, nil)
+	if res.status != http.StatusOK || strings.TrimSpace(string(res.body)) != "[]" {
+		t.Fatalf("empty list = %s; want 200 []", res)
+	}
+
+	res = srv.request(t, "POST", "/api/tasks", token, map[string]any{
+		"title": "  Buy milk \n", "id": 999, "user_id": "someone-else", "created_at": "1999-01-01T00:00:00Z",
+	})
+	if res.status != http.StatusCreated {
+		t.Fatalf("create = %s; want 201", res)
+	}
+	created := decodeTask(t, res)
+	if got, want := res.header.Get("Location"), taskPath(created.ID); got != want {
+		t.Errorf("Location = %q; want %q", got, want)
+	}
+	if created.Title != "Buy milk" || created.UserID != user || created.Completed || created.Description != nil {
+		t.Errorf("created = %+v; want trimmed title, own user id, not completed, null description", created)
+	}
+	if created.ID == 999 || created.CreatedAt != created.UpdatedAt || strings.HasPrefix(created.CreatedAt, "1999") {
+		t.Errorf("created = %+v; body's id/created_at must be ignored and updated_at equal created_at", created)
+	}
+	for _, ts := range []string{created.CreatedAt, created.UpdatedAt} {
+		parsed, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !strings.HasSuffix(ts, "Z") || len(ts) != len("2026-01-18T10:00:00.123456Z") {
+			t.Errorf("timestamp %q is not RFC 3339 UTC with microseconds (%v)", ts, err)
+		}
+		if d := time.Since(parsed); d < -time.Minute || d > time.Minute {
+			t.Errorf("timestamp %q is not now", ts)
+		}
+	}
+	if !bytes.Contains(res.body, []byte(`"description":null`)) {
+		t.Errorf("body %s; want description null", res.body)
+	}
+
+	res = srv.request(t, "GET", taskPath(created.ID), token, nil)
+	if res.status != http.StatusOK || !sameTask(decodeTask(t, res), created) {
+		t.Fatalf("get = %s; want 200 %+v", res, created)
+	}
+
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk", "description": "2 litres", "completed": true})
+	if res.status != http.StatusOK {
+		t.Fatalf("put = %s; want 200", res)
+	}
+	updated := decodeTask(t, res)
+	if updated.Title != "Buy oat milk" || updated.Description == nil || *updated.Description != "2 litres" || !updated.Completed {
+		t.Errorf("updated = %+v", updated)
+	}
+	if updated.CreatedAt != created.CreatedAt || updated.UpdatedAt <= created.UpdatedAt {
+		t.Errorf("updated_at %s must move past %s with created_at kept", updated.UpdatedAt, created.UpdatedAt)
+	}
+
+	// Left out: kept. Explicit null: cleared.
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk"})
+	kept := decodeTask(t, res)
+	if kept.Description == nil || *kept.Description != "2 litres" || !kept.Completed || kept.UpdatedAt <= updated.UpdatedAt {
+		t.Errorf("put without description/completed = %+v; want them kept and updated_at moved", kept)
+	}
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk", "description": nil, "completed": false})
+	cleared := decodeTask(t, res)
+	if cleared.Description != nil || cleared.Completed {
+		t.Errorf("put with description null = %+v; want description cleared", cleared)
+	}
+
+	res = srv.request(t, "PATCH", taskPath(created.ID)+"/complete", token, map[string]any{"completed": true})
+	completed := decodeTask(t, res)
+	if res.status != http.StatusOK || !completed.Completed || completed.UpdatedAt <= cleared.UpdatedAt || completed.Title != "Buy oat milk" {
+		t.Errorf("complete = %s; want completed with updated_at moved", res)
+	}
+	res = srv.request(t, "PATCH", taskPath(created.ID)+"/complete", token, map[string]any{"completed": false})
+	if decodeTask(t, res).Completed {
+		t.Errorf("un-complete = %s; want completed false", res)
+	}
+
+	res = srv.request(t, "DELETE", taskPath(created.ID), token, nil)
+	if res.status != http.StatusNoContent || len(res.body) != 0 {
+		t.Fatalf("delete = %s; want 204 with no body", res)
+	}
+	wantError(t, srv.request(t, "DELETE", taskPath(created.ID), token, nil), http.StatusNotFound, codeNotFound)
+	wantError(t, srv.request(t, "GET", taskPath(created.ID), token, nil), http.StatusNotFound, codeNotFound)
+}
+
+func TestCreateWithAllFields(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	desc := "line one\nline \"two\" \\ tab\t and \u2028 émoji 🎉 and control \x01"
+	task := mustCreate(t, srv, token, map[string]any{"title": "Ünïcode ✓", "description": desc, "completed": true})
+	if task.Title != "Ünïcode ✓" || task.Description == nil || *task.Description != desc || !task.Completed {
+		t.Fatalf("created = %+v; want every field as sent", task)
+	}
+	empty := mustCreate(t, srv, token, map[string]any{"title": "x", "description": ""})
+	if empty.Description == nil || *empty.Description != "" {
+		t.Fatalf("empty description = %v; want \"\" kept apart from null", empty.Description)
+	}
+}
+
+func TestListOrderFilterAndPaging(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		task := mustCreate(t, srv, token, map[string]any{"title": fmt.Sprintf("task %d", i), "completed": i%2 == 0})
+		ids = append(ids, task.ID)
+	}
+	listIDs := func(query string) []int64 {
+		t.Helper()
+		res := srv.request(t, "GET", "/api/tasks"+query, token, nil)
+		if res.status != http.StatusOK {
+			t.Fatalf("list%s = %s; want 200", query, res)
+		}
+		var got []int64
+		for _, task := range decodeTasks(t, res) {
+			got = append(got, task.ID)
+		}
+		return got
+	}
+	wantIDs := func(query string, want ...int64) {
+		t.Helper()
+		if got := listIDs(query); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("list%s ids = %v; want %v", query, got, want)
+		}
+	}
+	wantIDs("", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("/", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true", ids[4], ids[2], ids[0])
+	wantIDs("?completed=false", ids[3], ids[1])
+	wantIDs("?limit=2", ids[4], ids[3])
+	wantIDs("?limit=2&offset=2", ids[2], ids[1])
+	wantIDs("?offset=4", ids[0])
+	wantIDs("?offset=5")
+	wantIDs("?limit=1000&offset=0", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true&limit=1&offset=1", ids[2])
+	wantIDs("?unknown=1", ids[4], ids[3], ids[2], ids[1], ids[0])
+
+	for _, query := range []string{
+		"?completed=yes", "?completed=1", "?completed=", "?completed=TRUE", "?limit=0", "?limit=1001", "?limit=-1",
+		"?limit=abc", "?limit=", "?offset=-1", "?offset=x", "?limit=1&limit=2", "?offset=99999999999999999999",
+	} {
+		wantError(t, srv.request(t, "GET", "/api/tasks"+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
+	}
+}
+
+func TestListSameCreatedAtOrdersByID(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	// One statement: both rows get the same now().
+	var first, second int64
+	err := testDB.QueryRow(`WITH ins AS (INSERT INTO tasks (user_id, title) VALUES ($1, 'a'), ($1, 'b') RETURNING id)
+		SELECT min(id), max(id) FROM ins`, user).Scan(&first, &second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := decodeTasks(t, srv.request(t, "GET", "/api/tasks", mustToken(t, user), nil))
+	if len(tasks) != 2 || tasks[0].ID != second || tasks[1].ID != first || tasks[0].CreatedAt != tasks[1].CreatedAt {
+		t.Fatalf("list = %+v; want id %d then %d with equal created_at", tasks, second, first)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	existing := mustCreate(t, srv, token, map[string]any{"title": "keep me", "description": "d"})
+
+	bad := []struct {
+		name   string
+		body   any
+		status int
+		code   string
+		field  string
+	}{
+		{"empty body", "", 400, codeBadRequest, ""},
+		{"truncated", `{"title": "a"`, 400, codeBadRequest, ""},
+		{"trailing garbage", `{"title": "a"} x`, 400, codeBadRequest, ""},
+		{"two objects", `{"title": "a"}{"title": "b"}`, 400, codeBadRequest, ""},
+		{"not JSON", `title=a`, 400, codeBadRequest, ""},
+		{"invalid UTF-8", []byte("{\"title\": \"a\xff\"}"), 400, codeBadRequest, ""},
+		{"array", `[{"title": "a"}]`, 422, codeValidation, ""},
+		{"null", `null`, 422, codeValidation, ""},
+		{"string", `"a"`, 422, codeValidation, ""},
+		{"number", `7`, 422, codeValidation, ""},
+		{"no title", `{}`, 422, codeValidation, "title"},
+		{"title null", `{"title": null}`, 422, codeValidation, "title"},
+		{"title number", `{"title": 5}`, 422, codeValidation, "title"},
+		{"title object", `{"title": {"a": 1}}`, 422, codeValidation, "title"},
+		{"title empty", `{"title": ""}`, 422, codeValidation, "title"},
+		{"title blank", `{"title": " \t\n\u00a0 "}`, 422, codeValidation, "title"},
+		{"title 256 ascii", map[string]any{"title": strings.Repeat("a", 256)}, 422, codeValidation, "title"},
+		{"title 256 multi-byte", map[string]any{"title": strings.Repeat("é", 256)}, 422, codeValidation, "title"},
+		{"title 256 emoji", map[string]any{"title": strings.Repeat("🎉", 256)}, 422, codeValidation, "title"},
+		{"title NUL", `{"title": "a\u0000b"}`, 422, codeValidation, "title"},
+		{"description NUL", `{"title": "a", "description": "x\u0000"}`, 422, codeValidation, "description"},
+		{"description number", `{"title": "a", "description": 1}`, 422, codeValidation, "description"},
+		{"description array", `{"title": "a", "description": ["x"]}`, 422, codeValidation, "description"},
+		{"completed string", `{"title": "a", "completed": "true"}`, 422, codeValidation, "completed"},
+		{"completed number", `{"title": "a", "completed": 1}`, 422, codeValidation, "completed"},
+		{"completed null", `{"title": "a", "completed": null}`, 422, codeValidation, "completed"},
+		{"title key case", `{"Title": "a"}`, 422, codeValidation, "title"},
+	}
+	for _, tt := range bad {
+		for _, target := range []struct{ method, path string }{{"POST", "/api/tasks"}, {"PUT", taskPath(existing.ID)}} {
+			t.Run(target.method+" "+tt.name, func(t *testing.T) {
+				res := srv.request(t, target.method, target.path, token, tt.body)
+				wantError(t, res, tt.status, tt.code)
+				if tt.field != "" {
+					var body errorBody
+					if err := json.Unmarshal(res.body, &body); err != nil || len(body.Errors) == 0 || body.Errors[0].Field != tt.field {
+						t.Errorf("errors = %s; want field %q named", res.body, tt.field)
+					}
+				}
+			})
+		}
+	}
+
+	// Several broken rules are reported together.
+	res := srv.request(t, "POST", "/api/tasks", token, `{"title": 1, "description": 2, "completed": "x"}`)
+	var body errorBody
+	if err := json.Unmarshal(res.body, &body); err != nil || len(body.Errors) != 3 {
+		t.Errorf("three broken rules: %s; want three errors", res.body)
+	}
+
+	good := []struct {
+		name  string
+		title string
+	}{
+		{"255 ascii", strings.Repeat("a", 255)},
+		{"255 multi-byte", strings.Repeat("é", 255)},
+		{"255 emoji", strings.Repeat("🎉", 255)},
+		{"255 after trimming", "  " + strings.Repeat("b", 255) + "  "},
+	}
+	for _, tt := range good {
+		t.Run("accepts "+tt.name, func(t *testing.T) {
+			task := mustCreate(t, srv, token, map[string]any{"title": tt.title})
+			if task.Title != strings.TrimSpace(tt.title) {
+				t.Errorf("title = %q; want %q", task.Title, strings.TrimSpace(tt.title))
+			}
+		})
+	}
+
+	// None of the rejected PUTs changed the row.
+	res = srv.request(t, "GET", taskPath(existing.ID), token, nil)
+	if !sameTask(decodeTask(t, res), existing) {
+		t.Errorf("after rejected PUTs = %s; want unchanged %+v", res, existing)
+	}
+}
+
+func TestCompleteValidation(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+	path := taskPath(task.ID) + "/complete"
+	for _, body := range []string{`{}`, `{"completed": null}`, `{"completed": "true"}`, `{"completed": 1}`, `[]`, `{"done": true}`} {
+		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusUnprocessableEntity, codeValidation)
+	}
+	for _, body := range []string{``, `{"completed": true`, `{"completed": true} {}`} {
+		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusBadRequest, codeBadRequest)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); !sameTask(got, task) {
+		t.Errorf("after rejected PATCHes = %+v; want unchanged %+v", got, task)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	huge := `{"title": "a", "description": "` + strings.Repeat("x", maxBodyBytes) + `"}`
+	wantError(t, srv.request(t, "POST", "/api/tasks", token, huge), http.StatusRequestEntityTooLarge, codePayloadTooLarge)
+
+	// Without a Content-Length the limit still holds while reading.
+	req, err := http.NewRequest("POST", srv.URL+"/api/tasks", io.MultiReader(strings.NewReader(huge)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked huge body: status %d; want 413", res.StatusCode)
+	}
+
+	// Just under the limit is fine.
+	fits := `{"title": "a", "description": "` + strings.Repeat("y", maxBodyBytes-100) + `"}`
+	task := mustCreate(t, srv, token, fits)
+	if task.Description == nil || len(*task.Description) != maxBodyBytes-100 {
+		t.Errorf("description of %d bytes not stored whole", maxBodyBytes-100)
+	}
+}
+
+func TestTaskIDs(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+	for _, id := range []string{
+		"0", "-1", "abc", "1.5", "+1", "01", "9223372036854775808", "99999999999999999999999",
+		"9223372036854775807", " 1", "1e3", "%00", "0x10",
+	} {
+		path := "/api/tasks/" + id
+		wantError(t, srv.request(t, "GET", path, token, nil), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "PUT", path, token, map[string]any{"title": "b"}), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "DELETE", path, token, nil), http.StatusNotFound, codeNotFound)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); !sameTask(got, task) {
+		t.Errorf("task changed: %+v; want %+v", got, task)
+	}
+}
+
+// TestTwoUsers: for every operation, another user's task is exactly as
+// missing as a task that never existed, and stays untouched.
+func TestTwoUsers(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	alice, bob := mustToken(t, newUser(t)), mustToken(t, newUser(t))
+	task := mustCreate(t, srv, alice, map[string]any{"title": "alice's", "description": "private"})
+	missing := taskPath(task.ID + 1_000_000_000)
+
+	ops := []struct {
+		name   string
+		method string
+		suffix string
+		body   any
+	}{
+		{"get", "GET", "", nil},
+		{"put", "PUT", "", map[string]any{"title": "bob was here"}},
+		{"complete", "PATCH", "/complete", map[string]any{"completed": true}},
+		{"delete", "DELETE", "", nil},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			other := srv.request(t, op.method, taskPath(task.ID)+op.suffix, bob, op.body)
+			never := srv.request(t, op.method, missing+op.suffix, bob, op.body)
+			wantError(t, other, http.StatusNotFound, codeNotFound)
+			wantError(t, never, http.StatusNotFound, codeNotFound)
+			if stripRequestID(other.body) != stripRequestID(never.body) {
+				t.Errorf("another user's task answers %s; a missing one %s; want the same", other.body, never.body)
+			}
+		})
+	}
+	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", bob, nil)); len(list) != 0 {
+		t.Errorf("bob's list = %+v; want empty", list)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), alice, nil)); !sameTask(got, task) {
+		t.Errorf("alice's task after bob = %+v; want unchanged %+v", got, task)
+	}
+	// A user id in the body or the query is never used.
+	res := srv.request(t, "GET", "/api/tasks?user_id="+task.UserID, bob, nil)
+	if list := decodeTasks(t, res); len(list) != 0 {
+		t.Errorf("bob listing with ?user_id=alice = %+v; want empty", list)
+	}
+	created := mustCreate(t, srv, bob, map[string]any{"title": "mine", "user_id": task.UserID})
+	if created.UserID == task.UserID {
+		t.Errorf("bob created a task owned by %q", created.UserID)
+	}
+}
+
+func stripRequestID(body []byte) string {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return string(body)
+	}
+	delete(m, "request_id")
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func TestConcurrentWritesNeverFail(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
+
+	const workers = 16
+	var wg sync.WaitGroup
+	statuses := make(chan string, workers*3)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for _, r := range []struct {
+				method, path string
+				body         any
+				want         int
+			}{
+				{"POST", "/api/tasks", map[string]any{"title": fmt.Sprintf("parallel %d", i)}, 201},
+				{"PUT", taskPath(task.ID), map[string]any{"title": fmt.Sprintf("update %d", i), "completed": i%2 == 0}, 200},
+				{"PATCH", taskPath(task.ID) + "/complete", map[string]any{"completed": i%2 == 1}, 200},
+			} {
+				res := srv.request(t, r.method, r.path, token, r.body)
+				if res.status != r.want {
+					statuses <- fmt.Sprintf("%s %s = %s", r.method, r.path, res)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		t.Error(s)
+	}
+	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil)); len(list) != workers+1 {
+		t.Errorf("list has %d tasks; want %d", len(list), workers+1)
+	}
+}
+
+// --- routing, errors, CORS, health ---------------------------------------
+
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+
+	t.Run("trailing slash without redirect", func(t *testing.T) {
+		for _, r := range []struct {
+			method, path string
+			body         any
+			want         int
+		}{
+			{"GET", "/api/tasks/", nil, 200},
+			{"POST", "/api/tasks/", map[string]any{"title": "b"}, 201},
+			{"GET", taskPath(task.ID) + "/", nil, 200},
+			{"PUT", taskPath(task.ID) + "/", map[string]any{"title": "c"}, 200},
+			{"PATCH", taskPath(task.ID) + "/complete/", map[string]any{"completed": true}, 200},
+			{"GET", "/healthz/", nil, 200},
+		} {
+			if res := srv.request(t, r.method, r.path, token, r.body); res.status != r.want {
+				t.Errorf("%s %s = %s; want %d", r.method, r.path, res, r.want)
+			}
+		}
+	})
+	t.Run("unknown routes", func(t *testing.T) {
+		for _, p := range []string{"/", "/nope", "/api", "/api/", "/api/nope", "/api/tasks/1/nope", "/api//tasks", "/api/tasks//", "/api/tasks/../tasks", "/healthz/x"} {
+			wantError(t, srv.request(t, "GET", p, token, nil), http.StatusNotFound, codeNotFound)
+		}
+	})
+	t.Run("wrong method", func(t *testing.T) {
+		for _, r := range []struct{ method, path, allow string }{
+			{"DELETE", "/api/tasks", "GET, HEAD, POST"},
+			{"PUT", "/api/tasks", "GET, HEAD, POST"},
+			{"POST", taskPath(task.ID), "DELETE, GET, HEAD, PUT"},
+			{"GET", taskPath(task.ID) + "/complete", "PATCH"},
+			{"POST", "/healthz", "GET, HEAD"},
+		} {
+			res := srv.request(t, r.method, r.path, token, nil)
+			wantError(t, res, http.StatusMethodNotAllowed, codeMethodNotAllowed)
+			if got := res.header.Get("Allow"); got != r.allow {
+				t.Errorf("%s %s: Allow = %q; want %q", r.method, r.path, got, r.allow)
+			}
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		if res := srv.request(t, "HEAD", "/api/tasks", token, nil); res.status != http.StatusOK {
+			t.Errorf("HEAD /api/tasks = %s; want 200", res)
+		}
+	})
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		res := srv.request(t, "GET", p, "", nil)
+		if res.status != http.StatusOK || strings.TrimSpace(string(res.body)) != `{"status":"ok"}` {
+			t.Errorf("GET %s = %s; want 200 {\"status\":\"ok\"}", p, res)
+		}
+	}
+}
+
+func TestResponseHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	res := srv.request(t, "GET", "/api/tasks", token, nil, "X-Request-ID", "abc-123")
+	if got := res.header.Get("X-Request-ID"); got != "abc-123" {
+		t.Errorf("X-Request-ID = %q; want the caller's abc-123 echoed", got)
+	}
+	if res.header.Get("Content-Type") != "application/json" || res.header.Get("X-Content-Type-Options") != "nosniff" || res.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers = %v; want JSON, nosniff, no-store", res.header)
+	}
+	for _, bad := range []string{"", "has space", strings.Repeat("a", 65), "semi;colon"} {
+		res := srv.request(t, "GET", "/api/nope", token, nil, "X-Request-ID", bad)
+		id := res.header.Get("X-Request-ID")
+		if id == "" || id == bad {
+			t.Errorf("X-Request-ID %q: answered %q; want a fresh id", bad, id)
+		}
+		var body errorBody
+		if json.Unmarshal(res.body, &body); body.RequestID != id {
+			t.Errorf("error body request_id = %q; want %q", body.RequestID, id)
+		}
+	}
+	if !strings.Contains(srv.logs.String(), `"request_id":"abc-123"`) {
+		t.Errorf("log lines lack the request id:\n%s", srv.logs)
+	}
+}
+
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	var err error
+	if cfg.cors, err = parseCORSOrigins("http://localhost:3000, https://app.example.com/"); err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, cfg, testStore)
+	token := mustToken(t, newUser(t))
+
+	for _, r := range []struct {
+		name, method, path, token string
+		want                      int
+	}{
+		{"success", "GET", "/api/tasks", token, 200},
+		{"401", "GET", "/api/tasks", "", 401},
+		{"404", "GET", "/api/tasks/999999999999", token, 404},
+		{"405", "DELETE", "/api/tasks", token, 405},
+		{"422", "GET", "/api/tasks?limit=0", token, 422},
+	} {
+		for _, origin := range []string{"http://localhost:3000", "https://app.example.com"} {
+			res := srv.request(t, r.method, r.path, r.token, nil, "Origin", origin)
+			if res.status != r.want {
+				t.Errorf("%s: status %d; want %d", r.name, res.status, r.want)
+			}
+			if res.header.Get("Access-Control-Allow-Origin") != origin || res.header.Get("Access-Control-Allow-Credentials") != "true" || !strings.Contains(strings.Join(res.header.Values("Vary"), ","), "Origin") {
+				t.Errorf("%s from %s: headers %v; want the origin allowed with credentials and Vary: Origin", r.name, origin, res.header)
+			}
+		}
+	}
+
+	res := srv.request(t, "GET", "/api/tasks", token, nil, "Origin", "https://evil.example")
+	for name := range res.header {
+		if strings.HasPrefix(name, "Access-Control-Allow-") {
+			t.Errorf("unlisted origin got %s", name)
+		}
+	}
+
+	pre := srv.request(t, "OPTIONS", "/api/tasks/123/complete", "", nil,
+		"Origin", "http://localhost:3000", "Access-Control-Request-Method", "PATCH", "Access-Control-Request-Headers", "authorization, content-type")
+	if pre.status != http.StatusNoContent {
+		t.Fatalf("preflight = %s; want 204 without a token", pre)
+	}
+	methods := pre.header.Get("Access-Control-Allow-Methods")
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		if !strings.Contains(methods, m) {
+			t.Errorf("Allow-Methods %q lacks %s", methods, m)
+		}
+	}
+	if h := strings.ToLower(pre.header.Get("Access-Control-Allow-Headers")); !strings.Contains(h, "authorization") || !strings.Contains(h, "content-type") {
+		t.Errorf("Allow-Headers = %q; want Authorization and Content-Type", h)
+	}
+	if pre.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("preflight Allow-Origin = %q", pre.header.Get("Access-Control-Allow-Origin"))
+	}
+	evilPre := srv.request(t, "OPTIONS", "/api/tasks", "", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET")
+	if evilPre.header.Get("Access-Control-Allow-Origin") != "" || evilPre.header.Get("Access-Control-Allow-Methods") != "" {
+		t.Errorf("preflight from an unlisted origin got CORS headers %v", evilPre.header)
+	}
+
+	t.Run("wildcard", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.cors, _ = parseCORSOrigins("*")
+		srv := newTestServer(t, cfg, testStore)
+		res := srv.request(t, "GET", "/api/tasks", "", nil, "Origin", "https://anywhere.example")
+		if res.header.Get("Access-Control-Allow-Origin") != "*" || res.header.Get("Access-Control-Allow-Credentials") != "" {
+			t.Errorf("wildcard headers = %v; want * without credentials", res.header)
+		}
+	})
+}
+
+func TestParseCORSOrigins(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"localhost:3000", "ftp://x.example", "http://x.example/path", ",", "http://", "https://a.example?x=1"} {
+		if _, err := parseCORSOrigins(bad); err == nil {
+			t.Errorf("parseCORSOrigins(%q) = nil error; want an error", bad)
+		}
+	}
+	p, err := parseCORSOrigins(" http://a.example:8080 ,https://b.example/ ")
+	if err != nil || !p.origins["http://a.example:8080"] || !p.origins["https://b.example"] || p.anyOrigin {
+		t.Errorf("parseCORSOrigins = %+v, %v", p, err)
+	}
+}
+
+func TestPanicIsContractError(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	s := &server{logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	cors, _ := parseCORSOrigins("http://localhost:3000")
+	h := s.logRequests(cors.middleware(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("boom: secret internals")
+	}))))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res := (&testServer{Server: srv}).request(t, "GET", "/api/tasks", "", nil, "Origin", "http://localhost:3000")
+	wantError(t, res, http.StatusInternalServerError, codeInternal)
+	if strings.Contains(string(res.body), "boom") || strings.Contains(string(res.body), "goroutine") {
+		t.Errorf("500 body leaks the panic: %s", res.body)
+	}
+	if res.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("500 lacks CORS headers: %v", res.header)
+	}
+	if !strings.Contains(logs.String(), "boom: secret internals") || !strings.Contains(logs.String(), "stack") {
+		t.Errorf("panic not logged with its stack:\n%s", logs)
+	}
+}
+
+// --- the database ----------------------------------------------------------
+
+func TestSchemaAppliesConcurrentlyAndIdempotently(t *testing.T) {
+	t.Parallel()
+	dsn := createDatabase(t)
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() { errs <- applySchema(ctx, db) }()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent applySchema: %v", err)
+		}
+	}
+	if _, err := db.Exec(`INSERT INTO tasks (user_id, title) VALUES ('u', 'kept')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := applySchema(ctx, db); err != nil {
+		t.Fatalf("second applySchema: %v", err)
+	}
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM tasks`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("rows after re-applying the schema = %d, %v; want 1", n, err)
+	}
+	// The list order has its index and nothing redundant sits beside it.
+	var indexes []string
+	rows, err := db.Query(`SELECT indexdef FROM pg_indexes WHERE tablename = 'tasks' ORDER BY indexname`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var def string
+		if err := rows.Scan(&def); err != nil {
+			t.Fatal(err)
+		}
+		indexes = append(indexes, def)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(indexes, "\n")
+	if len(indexes) != 2 || !strings.Contains(all, "(user_id, id)") || !strings.Contains(all, "(user_id, created_at DESC, id DESC)") {
+		t.Errorf("indexes:\n%s\nwant the (user_id, id) key and the list index only", all)
+	}
+}
+
+func TestSchemaRejectsBadRows(t *testing.T) {
+	t.Parallel()
+	for _, q := range []string{
+		`INSERT INTO tasks (user_id, title) VALUES ('', 'x')`,
+		`INSERT INTO tasks (user_id, title) VALUES ('u', '')`,
+		`INSERT INTO tasks (user_id, title) VALUES (repeat('u', 256), 'x')`,
+		`INSERT INTO tasks (user_id, title) VALUES ('u', repeat('é', 256))`,
+		`INSERT INTO tasks (user_id, id, title) VALUES ('u', 1, 'x')`,
+	} {
+		if _, err := testDB.Exec(q); err == nil {
+			t.Errorf("%s succeeded; want the schema to refuse it", q)
+		}
+	}
+}
+
+// TestDatabaseOutage cuts the connection to PostgreSQL: requests that need
+// it answer 503 with Retry-After, health stays up, readiness goes down, and
+// the server recovers on its own when the database is back.
+func TestDatabaseOutage(t *testing.T) {
+	t.Parallel()
+	proxy, dsn := newTCPProxy(t, testDSN)
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	store, err := prepareStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := testConfig()
+	cfg.dbTimeout = 2 * time.Second
+	srv := newTestServer(t, cfg, store)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "before the outage"})
+
+	proxy.stop()
+	for _, r := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/tasks", nil},
+		{"POST", "/api/tasks", map[string]any{"title": "during"}},
+		{"GET", taskPath(task.ID), nil},
+		{"PUT", taskPath(task.ID), map[string]any{"title": "during"}},
+		{"PATCH", taskPath(task.ID) + "/complete", map[string]any{"completed": true}},
+		{"DELETE", taskPath(task.ID), nil},
+		{"GET", "/readyz", nil},
+	} {
+		start := time.Now()
+		res := srv.request(t, r.method, r.path, token, r.body)
+		wantError(t, res, http.StatusServiceUnavailable, codeUnavailable)
+		if r.path != "/readyz" && res.header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: 503 without Retry-After", r.method, r.path)
+		}
+		if d := time.Since(start); d > cfg.dbTimeout+time.Second {
+			t.Errorf("%s %s took %v; want at most the database deadline", r.method, r.path, d)
+		}
+	}
+	if res := srv.request(t, "GET", "/healthz", "", nil); res.status != http.StatusOK {
+		t.Errorf("healthz during outage = %s; want 200", res)
+	}
+
+	proxy.restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res := srv.request(t, "GET", taskPath(task.ID), token, nil)
+		if res.status == http.StatusOK {
+			if got := decodeTask(t, res); !sameTask(got, task) {
+				t.Errorf("after recovery = %+v; want %+v", got, task)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered 5 s after the database came back: %s", res)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustCreate(t, srv, token, map[string]any{"title": "after the outage"})
+}
+
+func TestStoreErrorMapping(t *testing.T) {
+	t.Parallel()
+	unavailable := []error{
+		&pq.Error{Code: "08006"}, &pq.Error{Code: "57P01"}, &pq.Error{Code: "53300"},
+		context.DeadlineExceeded, io.ErrUnexpectedEOF, fmt.Errorf("wrapped: %w", &net.OpError{Op: "dial", Err: errors.New("refused")}),
+	}
+	for _, err := range unavailable {
+		if !isUnavailable(err) {
+			t.Errorf("isUnavailable(%v) = false; want true", err)
+		}
+	}
+	for _, err := range []error{&pq.Error{Code: "23505"}, errors.New("sql: something else"), errNotFound} {
+		if isUnavailable(err) {
+			t.Errorf("isUnavailable(%v) = true; want false", err)
+		}
+	}
+
+	// Anything unexpected is a 500 whose body carries no SQL or driver text.
+	s := &server{logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/tasks", nil)
+	s.writeStoreError(rec, req, fmt.Errorf("list tasks: %w", &pq.Error{Code: "42P01", Message: `relation "tasks" does not exist`}))
+	res := response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	wantError(t, res, http.StatusInternalServerError, codeInternal)
+	if strings.Contains(string(res.body), "relation") || strings.Contains(string(res.body), "pq") {
+		t.Errorf("500 body leaks the driver error: %s", res.body)
+	}
+}
+
+func TestClientGoneCancelsQuery(t *testing.T) {
+	t.Parallel()
+	s := &server{logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), store: testStore, dbTimeout: 5 * time.Second}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), userIDKey{}, newUser(t)))
+	cancel()
+	req := httptest.NewRequest("GET", "/api/tasks", nil).WithContext(ctx)
+	rec := httptest.NewRecorder()
+	s.handleListTasks().ServeHTTP(rec, req)
+	if rec.Code != statusClientClosed {
+		t.Fatalf("list with its client gone = %d; want %d (cancelled, never 500)", rec.Code, statusClientClosed)
+	}
+}
+
+// --- the program -----------------------------------------------------------
+
+func envFrom(vars map[string]string) func(string) string {
+	return func(name string) string { return vars[name] }
+}
+
+func baseEnv(overrides map[string]string) map[string]string {
+	env := map[string]string{"DATABASE_URL": testDSN, "BETTER_AUTH_SECRET": testSecret, "PORT": "0", "DB_WAIT": "2s"}
+	for k, v := range overrides {
+		env[k] = v
+	}
+	return env
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		env   map[string]string
+		names string // the variable the one line must name
+	}{
+		{"no database", map[string]string{"DATABASE_URL": ""}, "DATABASE_URL"},
+		{"no secret", map[string]string{"BETTER_AUTH_SECRET": ""}, "BETTER_AUTH_SECRET"},
+		{"short secret", map[string]string{"BETTER_AUTH_SECRET": strings.Repeat("s", 31)}, "BETTER_AUTH_SECRET"},
+		{"port not a number", map[string]string{"PORT": "http"}, "PORT"},
+		{"port too large", map[string]string{"PORT": "70000"}, "PORT"},
+		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"bad origin", map[string]string{"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS"},
+		{"bad user claim", map[string]string{"JWT_USER_CLAIM": " sub"}, "JWT_USER_CLAIM"},
+		{"bad db timeout", map[string]string{"DB_TIMEOUT": "soon"}, "DB_TIMEOUT"},
+		{"negative db wait", map[string]string{"DB_WAIT": "-1s"}, "DB_WAIT"},
+		{"bad shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"},
+		{"bad pool size", map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS"},
+		{"bad dsn", map[string]string{"DATABASE_URL": "postgres://user:hunter2@host:notaport/db"}, "DATABASE_URL"},
+		{"unknown dsn key", map[string]string{"DATABASE_URL": "host=x sslmode=sometimes password=hunter2"}, "DATABASE_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{"todo-backend"}, envFrom(baseEnv(tt.env)), &stdout, &stderr)
+			if err == nil {
+				t.Fatal("run succeeded; want a configuration error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.names) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q; want one line naming %s", msg, tt.names)
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Errorf("error %q leaks the database password", msg)
+			}
+		})
+	}
+}
+
+func TestLoadConfigDefaultsAndAliases(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(envFrom(map[string]string{"NEON_DATABASE_URL": "host=neon", "BETTER_AUTH_SECRET": testSecret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.databaseURL != "host=neon" || cfg.addr != ":8000" || !cfg.cors.origins["http://localhost:3000"] || cfg.logLevel != slog.LevelInfo ||
+		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 10 {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	cfg, err = loadConfig(envFrom(map[string]string{
+		"DATABASE_URL": "host=direct", "NEON_DATABASE_URL": "host=neon", "BETTER_AUTH_SECRET": testSecret,
+		"LOG_LEVEL": "WARN", "PORT": "9000", "CORS_ORIGINS": "*", "DB_MAX_CONNS": "4", "JWT_USER_CLAIM": "uid",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 4 || cfg.userClaim != "uid" {
+		t.Errorf("DATABASE_URL must win over NEON_DATABASE_URL and settings apply: %+v", cfg)
+	}
+	for _, level := range []string{"debug", "error"} {
+		if _, err := loadConfig(envFrom(map[string]string{"DATABASE_URL": "x", "BETTER_AUTH_SECRET": testSecret, "LOG_LEVEL": level})); err != nil {
+			t.Errorf("LOG_LEVEL=%s: %v", level, err)
+		}
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	env := envFrom(map[string]string{"BETTER_AUTH_SECRET": testSecret, "JWT_ISSUER": "iss", "JWT_AUDIENCE": "aud", "JWT_USER_CLAIM": "uid"})
+	if err := run(context.Background(), []string{"todo-backend", "token", "-ttl", "2m", "someone"}, env, &stdout, &stderr); err != nil {
+		t.Fatalf("token: %v (%s)", err, stderr.String())
+	}
+	token := strings.TrimSpace(stdout.String())
+	v := newHS256Verifier([]byte(testSecret), "iss", "aud", "uid")
+	if got, err := v.Verify(token, time.Now()); err != nil || got != "someone" {
+		t.Fatalf("Verify(token) = %q, %v; want someone", got, err)
+	}
+	if _, err := v.Verify(token, time.Now().Add(3*time.Minute)); !errors.Is(err, errTokenExpired) {
+		t.Errorf("token valid past its -ttl: %v", err)
+	}
+
+	for _, args := range [][]string{{"token"}, {"token", "a", "b"}, {"token", "-ttl", "-1h", "a"}, {"token", "-nope", "a"}, {"token", strings.Repeat("u", 256)}} {
+		if err := run(context.Background(), append([]string{"todo-backend"}, args...), env, io.Discard, io.Discard); err == nil {
+			t.Errorf("todo-backend %v succeeded; want an error", args)
+		}
+	}
+	if err := run(context.Background(), []string{"todo-backend", "token", "u"}, envFrom(nil), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "BETTER_AUTH_SECRET") {
+		t.Errorf("token without a secret: %v; want an error naming BETTER_AUTH_SECRET", err)
+	}
+	if err := run(context.Background(), []string{"todo-backend", "serve"}, env, io.Discard, io.Discard); err == nil {
+		t.Error("unknown argument accepted")
+	}
+	stdout.Reset()
+	if err := run(context.Background(), []string{"todo-backend", "-version"}, env, &stdout, io.Discard); err != nil || !strings.Contains(stdout.String(), version) {
+		t.Errorf("-version = %q, %v", stdout.String(), err)
+	}
+}
+
+// startProgram runs the real program in the background and returns its
+// base URL; cancelling stops it, and the returned channel gives run's error.
+func startProgram(t *testing.T, env map[string]string) (string, context.CancelFunc, <-chan error, *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"todo-backend"}, envFrom(env), io.Discard, logs) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, line := range strings.Split(logs.String(), "\n") {
+			var entry struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
+				_, port, _ := net.SplitHostPort(entry.Addr)
+				return "http://127.0.0.1:" + port, cancel, done, logs
+			}
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("run ended during start-up: %v\n%s", err, logs)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	t.Fatalf("server did not start:\n%s", logs)
+	return "", nil, nil, nil
+}
+
+func TestRunServesAndDrains(t *testing.T) {
+	t.Parallel()
+	base, stop, done, logs := startProgram(t, baseEnv(map[string]string{"LOG_LEVEL": "debug"}))
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "through the real program"})
+	if res := srv.request(t, "GET", taskPath(task.ID), token, nil); res.status != http.StatusOK {
+		t.Fatalf("get = %s", res)
+	}
+	if res := srv.request(t, "GET", "/readyz", "", nil); res.status != http.StatusOK {
+		t.Fatalf("readyz = %s", res)
+	}
+
+	// A request in flight when the signal comes is finished, not cut: its
+	// headers arrive before the signal and its body after.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"title":"in flight"}`
+	fmt.Fprintf(conn, "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", token, len(body))
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("run returned %v with a request in flight", err)
+	default:
+	}
+	io.WriteString(conn, body)
+	inFlight, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("in-flight request: %v", err)
+	}
+	inFlight.Body.Close()
+	if inFlight.StatusCode != http.StatusCreated {
+		t.Errorf("in-flight request during shutdown = %d; want 201", inFlight.StatusCode)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run after shutdown = %v; want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+	if _, err := http.Get(base + "/healthz"); err == nil {
+		t.Error("server still accepts connections after shutdown")
+	}
+	for _, want := range []string{`"msg":"request"`, `"method":"POST"`, `"status":201`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs.String(), token) || strings.Contains(logs.String(), testSecret) {
+		t.Error("logs contain the token or the secret")
+	}
+}
+
+func TestRunWaitsForDatabaseThenGivesUp(t *testing.T) {
+	t.Parallel()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := listener.Addr().(*net.TCPAddr)
+	listener.Close() // nothing listens there now
+	var stderr syncBuffer
+	env := baseEnv(map[string]string{
+		"DATABASE_URL": fmt.Sprintf("postgres://todo:hunter2@127.0.0.1:%d/todo?sslmode=disable", addr.Port),
+		"DB_WAIT":      "1s",
+	})
+	start := time.Now()
+	err = run(context.Background(), []string{"todo-backend"}, envFrom(env), io.Discard, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "database not reachable") {
+		t.Fatalf("run = %v; want 'database not reachable'", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %v; want about DB_WAIT", d)
+	}
+	if !strings.Contains(stderr.String(), "retrying") {
+		t.Errorf("no retry logged:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String()+err.Error(), "hunter2") {
+		t.Error("the database password reached the log or the error")
+	}
+}
+
+func TestRunFailsFastOnWrongDatabase(t *testing.T) {
+	t.Parallel()
+	env := baseEnv(map[string]string{"DATABASE_URL": withDatabase(testDSN, "no_such_database_"+randomHex(4)), "DB_WAIT": "30s"})
+	start := time.Now()
+	err := run(context.Background(), []string{"todo-backend"}, envFrom(env), io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("run against a missing database succeeded")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v; an error that waiting cannot fix should not wait for DB_WAIT", d)
+	}
+}
+
+// --- decoding and encoding -------------------------------------------------
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "plain", `"quoted" \ back`, "ctl \x00\x01\x1f\x7f", "tab\tnl\ncr\r", "é🎉", "bad \xff\xfe utf8", "\u2028\u2029", "<&>"} {
+		var back string
+		if err := json.Unmarshal(appendJSONString(nil, s), &back); err != nil {
+			t.Errorf("appendJSONString(%q) = %s is not JSON: %v", s, appendJSONString(nil, s), err)
+			continue
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Errorf("appendJSONString(%q) decodes to %q; want %q", s, back, wantBack)
+		}
+	}
+}
+
+// FuzzDecodeTask: no body panics the decoder; whatever it accepts obeys
+// every body rule, and the stored task encodes to JSON that decodes back.
+func FuzzDecodeTask(f *testing.F) {
+	for _, seed := range []string{
+		`{"title":"a"}`, `{"title":" b ","description":null,"completed":true}`, `{"title":"` + strings.Repeat("é", 256) + `"}`,
+		`{"title":"a\u0000"}`, `{"title":1}`, `[]`, `null`, ``, `{"title":"a"} x`, "{\"title\":\"\xff\"}", `{"completed":"true"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		obj, apiErr := decodeObject(body)
+		if apiErr != nil {
+			if apiErr.status != http.StatusBadRequest && apiErr.status != http.StatusUnprocessableEntity {
+				t.Fatalf("decodeObject status %d", apiErr.status)
+			}
+			return
+		}
+		fields, errs := parseTaskFields(obj)
+		if len(errs) > 0 {
+			return
+		}
+		if fields.title == "" || fields.title != strings.TrimSpace(fields.title) || utf8.RuneCountInString(fields.title) > maxTitleRunes ||
+			strings.IndexByte(fields.title, 0) >= 0 || !utf8.ValidString(fields.title) {
+			t.Fatalf("accepted title %q", fields.title)
+		}
+		if fields.description != nil && strings.IndexByte(*fields.description, 0) >= 0 {
+			t.Fatalf("accepted description with NUL")
+		}
+		task := Task{ID: 1, UserID: "u", Title: fields.title, Description: fields.description, CreatedAt: pinnedNow, UpdatedAt: pinnedNow}
+		var back taskJSON
+		if err := json.Unmarshal(task.appendJSON(nil), &back); err != nil || back.Title != fields.title {
+			t.Fatalf("task JSON does not round-trip: %v", err)
+		}
+	})
+}
