@@ -3,12 +3,12 @@
 # "postgres" when that user is root (PostgreSQL refuses to run as root).
 
 pg_bindir() {
-	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return; fi
+	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return 0; fi
 	local dir
 	for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
-		if [ -x "$dir/initdb" ]; then echo "$dir"; return; fi
+		if [ -x "$dir/initdb" ]; then echo "$dir"; return 0; fi
 	done
-	if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return; fi
+	if command -v initdb >/dev/null 2>&1; then dirname "$(command -v initdb)"; return 0; fi
 	echo "no PostgreSQL server binaries found: install them (Debian: apt-get install postgresql) or set PG_BIN to the folder holding initdb" >&2
 	return 1
 }
