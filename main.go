@@ -394,6 +394,8 @@ func (s *server) writeStoreError(w http.ResponseWriter, r *http.Request, err err
 	switch {
 	case errors.Is(err, errNotFound):
 		writeTaskNotFound(w, r)
+	case errors.Is(err, errPreconditionFailed):
+		writeError(w, r, http.StatusPreconditionFailed, codePreconditionFailed, "the task has changed: If-Match does not name its current ETag")
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads this answer.
 		noteError(r.Context(), err)
@@ -663,8 +665,8 @@ func parseCORSOrigins(s string) (corsPolicy, error) {
 
 const (
 	corsAllowMethods  = "GET, POST, PUT, PATCH, DELETE"
-	corsAllowHeaders  = "Authorization, Content-Type"
-	corsExposeHeaders = "Location, X-Request-ID"
+	corsAllowHeaders  = "Authorization, Content-Type, If-Match, If-None-Match, Idempotency-Key, X-Request-ID"
+	corsExposeHeaders = "ETag, Location, X-Request-ID, Idempotent-Replayed, Retry-After"
 )
 
 // middleware adds CORS headers to every answer, errors included (without
@@ -707,6 +709,7 @@ const (
 	codeNotFound               = "RESOURCE_NOT_FOUND"
 	codeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
 	codePayloadTooLarge        = "PAYLOAD_TOO_LARGE"
+	codePreconditionFailed     = "PRECONDITION_FAILED"
 	codeValidation             = "VALIDATION_ERROR"
 	codeInternal               = "INTERNAL_ERROR"
 	codeUnavailable            = "SERVICE_UNAVAILABLE"

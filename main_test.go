@@ -69,6 +69,9 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer testDB.Close()
+	// Capped like the server's own pool, so parallel tests queue for
+	// connections instead of exhausting the server's max_connections.
+	testDB.SetMaxOpenConns(20)
 	if err := applySchema(ctx, testDB); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -1755,4 +1758,322 @@ func FuzzDecodeTask(f *testing.F) {
 			t.Fatalf("task JSON does not round-trip: %v", err)
 		}
 	})
+}
+
+// --- ETags, conditional writes, idempotent create --------------------------
+
+func TestETagsAndConditionalRequests(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "tagged"})
+	task := decodeTask(t, res)
+	path := taskPath(task.ID)
+	if got := res.header.Get("ETag"); got != `"v1"` {
+		t.Fatalf("POST ETag = %q; want \"v1\"", got)
+	}
+	get := srv.request(t, "GET", path, token, nil)
+	if get.header.Get("ETag") != `"v1"` {
+		t.Fatalf("GET ETag = %q", get.header.Get("ETag"))
+	}
+
+	t.Run("If-None-Match", func(t *testing.T) {
+		for _, header := range []string{`"v1"`, `W/"v1"`, `*`, `"v7", "v1"`, ` "x" ,"v1"`} {
+			res := srv.request(t, "GET", path, token, nil, "If-None-Match", header)
+			if res.status != http.StatusNotModified || len(res.body) != 0 || res.header.Get("ETag") != `"v1"` {
+				t.Errorf("If-None-Match %s = %s; want 304, no body, the ETag", header, res)
+			}
+		}
+		for _, header := range []string{`"v2"`, `v1`, `"1"`, `""`} {
+			if res := srv.request(t, "GET", path, token, nil, "If-None-Match", header); res.status != http.StatusOK {
+				t.Errorf("If-None-Match %s = %s; want 200", header, res)
+			}
+		}
+	})
+
+	t.Run("If-Match mismatch changes nothing", func(t *testing.T) {
+		for _, header := range []string{`"v2"`, `W/"v1"`, `garbage`, `"v0"`} {
+			wantError(t, srv.request(t, "PUT", path, token, map[string]any{"title": "changed"}, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+			wantError(t, srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+			wantError(t, srv.request(t, "DELETE", path, token, nil, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+		}
+		if got := decodeTask(t, srv.request(t, "GET", path, token, nil)); !sameTask(got, task) {
+			t.Fatalf("after 412s = %+v; want unchanged %+v", got, task)
+		}
+	})
+
+	t.Run("If-Match match writes and moves the ETag", func(t *testing.T) {
+		res := srv.request(t, "PUT", path, token, map[string]any{"title": "v2"}, "If-Match", `"v1"`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v2"` {
+			t.Fatalf("PUT If-Match v1 = %s ETag %q; want 200 \"v2\"", res, res.header.Get("ETag"))
+		}
+		res = srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v9", "v2"`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v3"` {
+			t.Fatalf("PATCH If-Match list = %s ETag %q; want 200 \"v3\"", res, res.header.Get("ETag"))
+		}
+		res = srv.request(t, "PUT", path, token, map[string]any{"title": "v4"}, "If-Match", `*`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v4"` {
+			t.Fatalf("PUT If-Match * = %s; want 200", res)
+		}
+		// Without If-Match, writes are unconditional as before.
+		if res := srv.request(t, "PUT", path, token, map[string]any{"title": "v5"}); res.status != http.StatusOK || res.header.Get("ETag") != `"v5"` {
+			t.Fatalf("PUT without If-Match = %s", res)
+		}
+		if res := srv.request(t, "DELETE", path, token, nil, "If-Match", `"v5"`); res.status != http.StatusNoContent {
+			t.Fatalf("DELETE If-Match v5 = %s; want 204", res)
+		}
+	})
+
+	t.Run("missing or another user's task is 404 not 412", func(t *testing.T) {
+		other := mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "not yours"})
+		for _, p := range []string{path, taskPath(other.ID)} {
+			wantError(t, srv.request(t, "PUT", p, token, map[string]any{"title": "x"}, "If-Match", `"v1"`), http.StatusNotFound, codeNotFound)
+			wantError(t, srv.request(t, "DELETE", p, token, nil, "If-Match", `"v1"`), http.StatusNotFound, codeNotFound)
+			wantError(t, srv.request(t, "GET", p, token, nil, "If-None-Match", `*`), http.StatusNotFound, codeNotFound)
+		}
+	})
+}
+
+func TestRacingIfMatchWritersOneWins(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
+	const writers = 12
+	statuses := make(chan int, writers)
+	var start sync.WaitGroup
+	start.Add(1)
+	var done sync.WaitGroup
+	for i := 0; i < writers; i++ {
+		done.Add(1)
+		go func(i int) {
+			defer done.Done()
+			start.Wait()
+			var res response
+			if i%2 == 0 {
+				res = srv.request(t, "PUT", taskPath(task.ID), token, map[string]any{"title": fmt.Sprintf("writer %d", i)}, "If-Match", `"v1"`)
+			} else {
+				res = srv.request(t, "PATCH", taskPath(task.ID)+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v1"`)
+			}
+			statuses <- res.status
+		}(i)
+	}
+	start.Done()
+	done.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[200] != 1 || counts[412] != writers-1 {
+		t.Fatalf("statuses = %v; want exactly one 200 and %d 412", counts, writers-1)
+	}
+	res := srv.request(t, "GET", taskPath(task.ID), token, nil)
+	if res.header.Get("ETag") != `"v2"` {
+		t.Fatalf("final ETag %q; want \"v2\" (one write)", res.header.Get("ETag"))
+	}
+}
+
+func countTasks(t *testing.T, userID string) int {
+	t.Helper()
+	var n int
+	if err := testDB.QueryRow(`SELECT count(*) FROM tasks WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestIdempotentCreate(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	body := map[string]any{"title": "once", "description": "only once"}
+
+	first := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
+	if first.status != http.StatusCreated || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first POST = %s; want 201, not a replay", first)
+	}
+	created := decodeTask(t, first)
+
+	replay := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
+	if replay.status != http.StatusCreated || replay.header.Get("Idempotent-Replayed") != "true" ||
+		!bytes.Equal(replay.body, first.body) || replay.header.Get("Location") != first.header.Get("Location") || replay.header.Get("ETag") != `"v1"` {
+		t.Fatalf("replay = %s %v; want the original 201 byte for byte", replay, replay.header)
+	}
+	// Same meaning, other spelling: still the same request.
+	same := srv.request(t, "POST", "/api/tasks", token, `{"description":"only once",  "title":" once ","completed":false}`, "Idempotency-Key", "key-1")
+	if same.status != http.StatusCreated || decodeTask(t, same).ID != created.ID {
+		t.Fatalf("equivalent body = %s; want the original task", same)
+	}
+	// The replay stands even after the task changes or goes away.
+	srv.request(t, "DELETE", taskPath(created.ID), token, nil)
+	if again := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1"); !bytes.Equal(again.body, first.body) {
+		t.Fatalf("replay after delete = %s; want the original answer", again)
+	}
+
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
+	wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+	if !strings.Contains(string(res.body), "Idempotency-Key") {
+		t.Errorf("mismatch body %s; want it to name the key", res.body)
+	}
+	if n := countTasks(t, user); n != 0 {
+		t.Fatalf("user has %d tasks; want 0 (one created, then deleted; nothing else)", n)
+	}
+
+	// Keys are per user.
+	otherUser := newUser(t)
+	other := srv.request(t, "POST", "/api/tasks", mustToken(t, otherUser), body, "Idempotency-Key", "key-1")
+	if other.status != http.StatusCreated || other.header.Get("Idempotent-Replayed") != "" || decodeTask(t, other).ID == created.ID {
+		t.Fatalf("other user's POST with the same key = %s; want a task of their own", other)
+	}
+
+	// After 24 hours the key is forgotten.
+	if _, err := testDB.Exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $1`, user); err != nil {
+		t.Fatal(err)
+	}
+	fresh := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
+	if fresh.status != http.StatusCreated || fresh.header.Get("Idempotent-Replayed") != "" || decodeTask(t, fresh).ID == created.ID {
+		t.Fatalf("POST with an expired key = %s; want a new task", fresh)
+	}
+
+	for _, bad := range [][]string{
+		{"Idempotency-Key", ""},
+		{"Idempotency-Key", strings.Repeat("k", 256)},
+		{"Idempotency-Key", "has space"},
+		{"Idempotency-Key", "caf\u00e9"},
+		{"Idempotency-Key", "a", "Idempotency-Key", "b"},
+	} {
+		res := srv.request(t, "POST", "/api/tasks", token, body, bad...)
+		wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+	}
+	if res := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", strings.Repeat("k", 255)); res.status != http.StatusCreated {
+		t.Errorf("255-character key = %s; want 201", res)
+	}
+}
+
+func TestIdempotentCreateConcurrent(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	const requests = 100
+	ids := make(chan string, requests)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < requests; i++ {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "exactly one"}, "Idempotency-Key", "retry-storm")
+			if res.status != http.StatusCreated {
+				ids <- "status " + res.String()
+				return
+			}
+			ids <- res.header.Get("Location")
+		}()
+	}
+	start.Done()
+	done.Wait()
+	close(ids)
+	seen := map[string]int{}
+	for id := range ids {
+		seen[id]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("answers = %v; want one Location for all %d", seen, requests)
+	}
+	if n := countTasks(t, user); n != 1 {
+		t.Fatalf("%d tasks created; want 1", n)
+	}
+}
+
+func TestExpiredKeysAreSwept(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	stale := newUser(t)
+	if _, err := testDB.Exec(`INSERT INTO idempotency_keys (user_id, key, fingerprint, created_at) VALUES ($1, 'old', '\x00', now() - interval '2 days')`, stale); err != nil {
+		t.Fatal(err)
+	}
+	srv.request(t, "POST", "/api/tasks", mustToken(t, newUser(t)), map[string]any{"title": "x"}, "Idempotency-Key", "sweeper")
+	var n int
+	if err := testDB.QueryRow(`SELECT count(*) FROM idempotency_keys WHERE user_id = $1`, stale).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("stale user's expired keys = %d, %v; want swept on another user's insert", n, err)
+	}
+}
+
+// schemaV1 is the schema as the first release shipped it.
+const schemaV1 = `CREATE TABLE IF NOT EXISTS tasks (
+    user_id     text        NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 255),
+    id          bigint      GENERATED ALWAYS AS IDENTITY,
+    title       varchar(255) NOT NULL CHECK (title <> ''),
+    description text,
+    completed   boolean     NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, id)
+);
+CREATE INDEX IF NOT EXISTS tasks_user_created_idx ON tasks (user_id, created_at DESC, id DESC);`
+
+func TestUpgradeFromFirstSchemaKeepsRows(t *testing.T) {
+	t.Parallel()
+	dsn := createDatabase(t)
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(schemaV1); err != nil {
+		t.Fatal(err)
+	}
+	user := newUser(t)
+	for i := 0; i < 50; i++ {
+		if _, err := db.Exec(`INSERT INTO tasks (user_id, title, description, completed) VALUES ($1, $2, $3, $4)`, user, fmt.Sprintf("old %d", i), "kept", i%3 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before string
+	if err := db.QueryRow(`SELECT string_agg(id || title || description || completed || created_at, ',' ORDER BY id) FROM tasks`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+
+	base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"DATABASE_URL": dsn}))
+	defer func() { stop(); <-done }()
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	token := mustToken(t, user)
+	tasks := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil))
+	if len(tasks) != 50 {
+		t.Fatalf("after upgrade the user has %d tasks; want 50", len(tasks))
+	}
+	res := srv.request(t, "GET", taskPath(tasks[0].ID), token, nil)
+	if res.status != http.StatusOK || res.header.Get("ETag") != `"v1"` {
+		t.Fatalf("old row after upgrade = %s ETag %q; want 200 \"v1\"", res, res.header.Get("ETag"))
+	}
+	var after string
+	if err := db.QueryRow(`SELECT string_agg(id || title || description || completed || created_at, ',' ORDER BY id) FROM tasks`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if after != before {
+		t.Fatal("rows changed across the upgrade")
+	}
+	if res := srv.request(t, "PUT", taskPath(tasks[0].ID), token, map[string]any{"title": "new"}, "If-Match", `"v1"`); res.status != http.StatusOK {
+		t.Fatalf("conditional write on an upgraded row = %s", res)
+	}
+}
+
+func TestCORSForConditionalHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	pre := srv.request(t, "OPTIONS", "/api/tasks/1", "", nil, "Origin", "http://localhost:3000", "Access-Control-Request-Method", "PUT")
+	allowed := strings.ToLower(pre.header.Get("Access-Control-Allow-Headers"))
+	for _, h := range []string{"if-match", "if-none-match", "idempotency-key"} {
+		if !strings.Contains(allowed, h) {
+			t.Errorf("preflight Allow-Headers %q lacks %s", allowed, h)
+		}
+	}
+	res := srv.request(t, "GET", "/api/tasks", mustToken(t, newUser(t)), nil, "Origin", "http://localhost:3000")
+	if !strings.Contains(res.header.Get("Access-Control-Expose-Headers"), "ETag") {
+		t.Errorf("Expose-Headers %q lacks ETag", res.header.Get("Access-Control-Expose-Headers"))
+	}
 }

@@ -18,3 +18,25 @@ CREATE TABLE IF NOT EXISTS tasks (
 -- serves single-task lookups, so no other index is needed.
 CREATE INDEX IF NOT EXISTS tasks_user_created_idx
     ON tasks (user_id, created_at DESC, id DESC);
+
+-- Since the second version: a row version for ETags and conditional writes.
+-- Existing rows start at 1; adding a column with a constant default does
+-- not rewrite the table.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1;
+
+-- Idempotency-Key: one row per user and key, written in the same
+-- transaction as the task it created, holding the original 201 body so a
+-- retry gets the very same answer. Rows expire after 24 hours.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id     text        NOT NULL,
+    key         text        NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
+    fingerprint bytea       NOT NULL,
+    task_id     bigint,
+    response    bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
+
+-- Finds expired keys for the sweep that runs on insert.
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx
+    ON idempotency_keys (created_at);

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -26,6 +27,12 @@ const schemaLockKey int64 = 0x746f646f5f736368 // "todo_sch"
 // another user: callers must not be able to tell these apart.
 var errNotFound = errors.New("task not found")
 
+// errPreconditionFailed: the task exists, but not at a version If-Match named.
+var errPreconditionFailed = errors.New("task version does not match If-Match")
+
+// errKeyReused: an Idempotency-Key came back with a different body.
+var errKeyReused = errors.New("idempotency key reused with a different body")
+
 // applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS
 // alone races when two instances start together, hence the lock.
 func applySchema(ctx context.Context, db *sql.DB) error {
@@ -47,7 +54,11 @@ func applySchema(ctx context.Context, db *sql.DB) error {
 }
 
 // The columns every statement returns, in the order scanTask reads them.
-const taskColumns = `id, title, description, completed, created_at, updated_at`
+const taskColumns = `id, title, description, completed, created_at, updated_at, version`
+
+// A write with If-Match passes the versions it names as an array; NULL
+// means unconditional. The check is part of the write's own WHERE clause,
+// so of two racing writers with the same ETag exactly one wins.
 
 // updated_at must move forward on every write even when the clock does not.
 const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')`
@@ -70,36 +81,69 @@ const updateTaskSQL = `UPDATE tasks SET
     title = $3,
     description = CASE WHEN $4::boolean THEN $5::text ELSE description END,
     completed = COALESCE($6::boolean, completed),
-    updated_at = ` + nextUpdatedAt + `
-WHERE user_id = $1 AND id = $2
+    updated_at = ` + nextUpdatedAt + `,
+    version = version + 1
+WHERE user_id = $1 AND id = $2 AND ($7::bigint[] IS NULL OR version = ANY($7::bigint[]))
 RETURNING ` + taskColumns
 
 const setCompletedSQL = `UPDATE tasks SET
     completed = $3,
-    updated_at = ` + nextUpdatedAt + `
-WHERE user_id = $1 AND id = $2
+    updated_at = ` + nextUpdatedAt + `,
+    version = version + 1
+WHERE user_id = $1 AND id = $2 AND ($4::bigint[] IS NULL OR version = ANY($4::bigint[]))
 RETURNING ` + taskColumns
 
-const deleteTaskSQL = `DELETE FROM tasks WHERE user_id = $1 AND id = $2`
+const deleteTaskSQL = `DELETE FROM tasks
+WHERE user_id = $1 AND id = $2 AND ($3::bigint[] IS NULL OR version = ANY($3::bigint[]))`
+
+// idempotencyTTL is how long an Idempotency-Key is remembered.
+const idempotencyTTL = `interval '24 hours'`
+
+const dropExpiredKeySQL = `DELETE FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND created_at < now() - ` + idempotencyTTL
+
+const claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
+VALUES ($1, $2, $3)
+ON CONFLICT (user_id, key) DO NOTHING`
+
+const saveKeyResponseSQL = `UPDATE idempotency_keys SET task_id = $3, response = $4
+WHERE user_id = $1 AND key = $2`
+
+const getKeySQL = `SELECT fingerprint, task_id, response FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND created_at >= now() - ` + idempotencyTTL
+
+// sweepKeysSQL is the one statement not scoped by user: housekeeping that
+// removes a bounded batch of any user's expired keys, skipping rows another
+// sweeper holds so sweepers never wait on or deadlock with each other.
+const sweepKeysSQL = `DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM idempotency_keys
+    WHERE created_at < now() - ` + idempotencyTTL + `
+    LIMIT 100 FOR UPDATE SKIP LOCKED))`
 
 // Store holds one prepared statement per operation. Every statement takes
 // the user id as $1 and filters on it, so isolation between users is a
 // property of the SQL, not of each caller remembering it.
 type Store struct {
-	db           *sql.DB
-	listTasks    *sql.Stmt
-	getTask      *sql.Stmt
-	createTask   *sql.Stmt
-	updateTask   *sql.Stmt
-	setCompleted *sql.Stmt
-	deleteTask   *sql.Stmt
+	db               *sql.DB
+	listTasks        *sql.Stmt
+	getTask          *sql.Stmt
+	createTask       *sql.Stmt
+	updateTask       *sql.Stmt
+	setCompleted     *sql.Stmt
+	deleteTask       *sql.Stmt
+	dropExpiredKey   *sql.Stmt
+	claimKey         *sql.Stmt
+	saveKeyResponse  *sql.Stmt
+	getKey           *sql.Stmt
+	sweepExpiredKeys *sql.Stmt
 }
 
-// prepareStore prepares every statement once; database/sql re-prepares them
-// on each new pooled connection as needed.
-func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
-	s := &Store{db: db}
-	statements := []struct {
+// statements pairs every statement field with its SQL, for prepare and Close.
+func (s *Store) statements() []struct {
+	stmt  **sql.Stmt
+	query string
+} {
+	return []struct {
 		stmt  **sql.Stmt
 		query string
 	}{
@@ -109,8 +153,19 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 		{&s.updateTask, updateTaskSQL},
 		{&s.setCompleted, setCompletedSQL},
 		{&s.deleteTask, deleteTaskSQL},
+		{&s.dropExpiredKey, dropExpiredKeySQL},
+		{&s.claimKey, claimKeySQL},
+		{&s.saveKeyResponse, saveKeyResponseSQL},
+		{&s.getKey, getKeySQL},
+		{&s.sweepExpiredKeys, sweepKeysSQL},
 	}
-	for _, st := range statements {
+}
+
+// prepareStore prepares every statement once; database/sql re-prepares them
+// on each new pooled connection as needed.
+func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
+	s := &Store{db: db}
+	for _, st := range s.statements() {
 		stmt, err := db.PrepareContext(ctx, st.query)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("prepare %q: %w", firstLine(st.query), err), s.Close())
@@ -123,9 +178,9 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 // Close releases the prepared statements; the pool belongs to the caller.
 func (s *Store) Close() error {
 	var errs []error
-	for _, stmt := range []*sql.Stmt{s.listTasks, s.getTask, s.createTask, s.updateTask, s.setCompleted, s.deleteTask} {
-		if stmt != nil {
-			errs = append(errs, stmt.Close())
+	for _, st := range s.statements() {
+		if *st.stmt != nil {
+			errs = append(errs, (*st.stmt).Close())
 		}
 	}
 	return errors.Join(errs...)
@@ -171,17 +226,22 @@ func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Ta
 	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
 }
 
-func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate) (Task, error) {
-	return scanOne(s.updateTask.QueryRowContext(ctx, userID, id,
-		in.title, in.descriptionSet, in.description, nullable(in.completed)), userID, "update task")
+// A nil ifMatch makes a write unconditional; otherwise the task must be at
+// one of the versions it lists, else the write is errPreconditionFailed.
+
+func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
+	t, err := scanOne(s.updateTask.QueryRowContext(ctx, userID, id,
+		in.title, in.descriptionSet, in.description, nullable(in.completed), versionArray(ifMatch)), userID, "update task")
+	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
 }
 
-func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool) (Task, error) {
-	return scanOne(s.setCompleted.QueryRowContext(ctx, userID, id, completed), userID, "complete task")
+func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
+	t, err := scanOne(s.setCompleted.QueryRowContext(ctx, userID, id, completed, versionArray(ifMatch)), userID, "complete task")
+	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
 }
 
-func (s *Store) DeleteTask(ctx context.Context, userID string, id int64) error {
-	res, err := s.deleteTask.ExecContext(ctx, userID, id)
+func (s *Store) DeleteTask(ctx context.Context, userID string, id int64, ifMatch []int64) error {
+	res, err := s.deleteTask.ExecContext(ctx, userID, id, versionArray(ifMatch))
 	if err != nil {
 		return fmt.Errorf("delete task: %w", err)
 	}
@@ -190,9 +250,92 @@ func (s *Store) DeleteTask(ctx context.Context, userID string, id int64) error {
 		return fmt.Errorf("delete task: %w", err)
 	}
 	if n == 0 {
-		return errNotFound
+		return s.explainMiss(ctx, userID, id, ifMatch, errNotFound)
 	}
 	return nil
+}
+
+// explainMiss tells, after a conditional write touched no row, whether the
+// task is missing (404) or at another version (412). It reads only on that
+// failure path; the check that decides the write is the write itself.
+func (s *Store) explainMiss(ctx context.Context, userID string, id int64, ifMatch []int64, err error) error {
+	if ifMatch == nil || !errors.Is(err, errNotFound) {
+		return err
+	}
+	if _, getErr := s.GetTask(ctx, userID, id); getErr != nil {
+		return getErr
+	}
+	return errPreconditionFailed
+}
+
+func versionArray(versions []int64) any {
+	if versions == nil {
+		return nil
+	}
+	return pq.Array(versions)
+}
+
+// CreateTaskOnce creates a task for an Idempotency-Key. The first request
+// with the key creates the task and saves its 201 body in one transaction;
+// a repeat with the same fingerprint gets that body back (replayed true),
+// and one with another fingerprint gets errKeyReused. A concurrent repeat
+// waits on the key's row until the first commits or rolls back.
+func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerprint []byte, in taskInput) (int64, []byte, bool, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		taskID, body, err := s.claimKeyAndCreate(ctx, userID, key, fingerprint, in)
+		if err != nil {
+			return 0, nil, false, err
+		}
+		if body != nil {
+			// Best effort: a failed sweep leaves work for the next insert.
+			s.sweepExpiredKeys.ExecContext(ctx)
+			return taskID, body, false, nil
+		}
+		var stored []byte
+		err = s.getKey.QueryRowContext(ctx, userID, key).Scan(&stored, &taskID, &body)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // it expired and was swept in between: claim it afresh
+		}
+		if err != nil {
+			return 0, nil, false, fmt.Errorf("read idempotency key: %w", err)
+		}
+		if !bytes.Equal(stored, fingerprint) {
+			return 0, nil, false, errKeyReused
+		}
+		return taskID, body, true, nil
+	}
+	return 0, nil, false, errors.New("idempotency key: could not claim or read the key")
+}
+
+// claimKeyAndCreate returns a nil body when another request holds the key.
+func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, fingerprint []byte, in taskInput) (int64, []byte, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, nil, fmt.Errorf("create task once: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.StmtContext(ctx, s.dropExpiredKey).ExecContext(ctx, userID, key); err != nil {
+		return 0, nil, fmt.Errorf("create task once: drop expired key: %w", err)
+	}
+	res, err := tx.StmtContext(ctx, s.claimKey).ExecContext(ctx, userID, key, fingerprint)
+	if err != nil {
+		return 0, nil, fmt.Errorf("create task once: claim key: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return 0, nil, err
+	}
+	task, err := scanOne(tx.StmtContext(ctx, s.createTask).QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task once")
+	if err != nil {
+		return 0, nil, err
+	}
+	body := task.appendJSON(nil)
+	if _, err := tx.StmtContext(ctx, s.saveKeyResponse).ExecContext(ctx, userID, key, task.ID, body); err != nil {
+		return 0, nil, fmt.Errorf("create task once: save response: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, nil, fmt.Errorf("create task once: commit: %w", err)
+	}
+	return task.ID, body, nil
 }
 
 type scanner interface {
@@ -202,7 +345,7 @@ type scanner interface {
 func scanTask(row scanner, userID string) (Task, error) {
 	t := Task{UserID: userID}
 	var description sql.NullString
-	if err := row.Scan(&t.ID, &t.Title, &description, &t.Completed, &t.CreatedAt, &t.UpdatedAt); err != nil {
+	if err := row.Scan(&t.ID, &t.Title, &description, &t.Completed, &t.CreatedAt, &t.UpdatedAt, &t.Version); err != nil {
 		return Task{}, err
 	}
 	if description.Valid {

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +28,74 @@ type Task struct {
 	Completed   bool
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	Version     int64 // bumped by every write; shown only as the ETag
+}
+
+// etag is the task's strong entity tag: its row version, not a timestamp.
+func (t *Task) etag() string { return etagOf(t.Version) }
+
+func etagOf(version int64) string { return `"v` + strconv.FormatInt(version, 10) + `"` }
+
+// etagCondition is a parsed If-Match or If-None-Match header.
+type etagCondition struct {
+	any      bool    // "*"
+	versions []int64 // the versions of the entity tags it lists
+}
+
+// parseETagCondition reads every value of header; nil means the header is
+// absent. Tags that are not ours are kept as matching nothing. Weak tags
+// count only where weak comparison applies (If-None-Match).
+func parseETagCondition(h http.Header, name string, weakMatches bool) *etagCondition {
+	values := h.Values(name)
+	if len(values) == 0 {
+		return nil
+	}
+	c := &etagCondition{versions: []int64{}}
+	for _, value := range values {
+		for _, tag := range strings.Split(value, ",") {
+			tag = strings.TrimSpace(tag)
+			if tag == "*" {
+				c.any = true
+				continue
+			}
+			if strings.HasPrefix(tag, "W/") {
+				if !weakMatches {
+					continue
+				}
+				tag = tag[2:]
+			}
+			if len(tag) < 4 || !strings.HasPrefix(tag, `"v`) || !strings.HasSuffix(tag, `"`) {
+				continue
+			}
+			if v, ok := parseTaskID(tag[2 : len(tag)-1]); ok {
+				c.versions = append(c.versions, v)
+			}
+		}
+	}
+	return c
+}
+
+// matches reports whether a task at version satisfies the condition.
+func (c *etagCondition) matches(version int64) bool {
+	if c.any {
+		return true
+	}
+	for _, v := range c.versions {
+		if v == version {
+			return true
+		}
+	}
+	return false
+}
+
+// ifMatchVersions turns If-Match into the store's argument: nil for no
+// condition ("*" only asks that the task exists, which every write does).
+func ifMatchVersions(r *http.Request) []int64 {
+	c := parseETagCondition(r.Header, "If-Match", false)
+	if c == nil || c.any {
+		return nil
+	}
+	return c.versions
 }
 
 // timeLayout is RFC 3339 with the microseconds PostgreSQL keeps, always
@@ -292,17 +363,97 @@ func (s *server) handleCreateTask() http.Handler {
 		if fields.completed != nil {
 			in.completed = *fields.completed
 		}
+		key, hasKey, keyErr := idempotencyKey(r.Header)
+		if keyErr != nil {
+			writeValidationError(w, r, []fieldError{*keyErr})
+			return
+		}
 		userID, _ := userIDFrom(r.Context())
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
+		if hasKey {
+			s.createTaskOnce(ctx, w, r, userID, key, in)
+			return
+		}
 		task, err := s.store.CreateTask(ctx, userID, in)
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		w.Header().Set("Location", "/api/tasks/"+strconv.FormatInt(task.ID, 10))
-		encode(w, http.StatusCreated, &task)
+		w.Header().Set("Location", taskLocation(task.ID))
+		writeTask(w, http.StatusCreated, &task)
 	})
+}
+
+func taskLocation(id int64) string { return "/api/tasks/" + strconv.FormatInt(id, 10) }
+
+// writeTask answers with one task and its ETag.
+func writeTask(w http.ResponseWriter, status int, t *Task) {
+	w.Header().Set("ETag", t.etag())
+	encode(w, status, t)
+}
+
+// maxIdempotencyKeyBytes bounds the Idempotency-Key header.
+const maxIdempotencyKeyBytes = 255
+
+// idempotencyKey reads the optional Idempotency-Key header: one value of 1
+// to 255 visible ASCII characters.
+func idempotencyKey(h http.Header) (string, bool, *fieldError) {
+	values := h.Values("Idempotency-Key")
+	if len(values) == 0 {
+		return "", false, nil
+	}
+	bad := &fieldError{"Idempotency-Key", "Idempotency-Key must be one value of 1 to 255 visible ASCII characters"}
+	if len(values) != 1 || values[0] == "" || len(values[0]) > maxIdempotencyKeyBytes {
+		return "", false, bad
+	}
+	for i := 0; i < len(values[0]); i++ {
+		if c := values[0][i]; c < 0x21 || c > 0x7e {
+			return "", false, bad
+		}
+	}
+	return values[0], true, nil
+}
+
+// fingerprint identifies what a create asked for, so a retry with the same
+// key can be told from a different request reusing it. NUL cannot occur in
+// the fields, so it separates them unambiguously.
+func (in taskInput) fingerprint() []byte {
+	h := sha256.New()
+	h.Write([]byte(in.title))
+	h.Write([]byte{0})
+	if in.description != nil {
+		h.Write([]byte{1})
+		h.Write([]byte(*in.description))
+	}
+	h.Write([]byte{0})
+	if in.completed {
+		h.Write([]byte{1})
+	}
+	return h.Sum(nil)
+}
+
+// createTaskOnce answers a POST that carries an Idempotency-Key.
+func (s *server) createTaskOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, key string, in taskInput) {
+	taskID, body, replayed, err := s.store.CreateTaskOnce(ctx, userID, key, in.fingerprint(), in)
+	if errors.Is(err, errKeyReused) {
+		writeValidationError(w, r, []fieldError{{"Idempotency-Key", "Idempotency-Key was already used with a different request body"}})
+		return
+	}
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Location", taskLocation(taskID))
+	h.Set("ETag", etagOf(1)) // the version every task is created at
+	if replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(http.StatusCreated)
+	w.Write(append(body, '\n'))
 }
 
 func (s *server) handleGetTask() http.Handler {
@@ -320,7 +471,12 @@ func (s *server) handleGetTask() http.Handler {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		encode(w, http.StatusOK, &task)
+		if c := parseETagCondition(r.Header, "If-None-Match", true); c != nil && c.matches(task.Version) {
+			w.Header().Set("ETag", task.etag())
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		writeTask(w, http.StatusOK, &task)
 	})
 }
 
@@ -346,12 +502,12 @@ func (s *server) handleUpdateTask() http.Handler {
 		userID, _ := userIDFrom(r.Context())
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
-		task, err := s.store.UpdateTask(ctx, userID, id, fields)
+		task, err := s.store.UpdateTask(ctx, userID, id, fields, ifMatchVersions(r))
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		encode(w, http.StatusOK, &task)
+		writeTask(w, http.StatusOK, &task)
 	})
 }
 
@@ -375,12 +531,12 @@ func (s *server) handleCompleteTask() http.Handler {
 		userID, _ := userIDFrom(r.Context())
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
-		task, err := s.store.SetCompleted(ctx, userID, id, completed)
+		task, err := s.store.SetCompleted(ctx, userID, id, completed, ifMatchVersions(r))
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		encode(w, http.StatusOK, &task)
+		writeTask(w, http.StatusOK, &task)
 	})
 }
 
@@ -394,7 +550,7 @@ func (s *server) handleDeleteTask() http.Handler {
 		userID, _ := userIDFrom(r.Context())
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
-		if err := s.store.DeleteTask(ctx, userID, id); err != nil {
+		if err := s.store.DeleteTask(ctx, userID, id, ifMatchVersions(r)); err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
