@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -171,6 +172,8 @@ type config struct {
 	dbWait          time.Duration
 	dbMaxConns      int
 	shutdownTimeout time.Duration
+	rateLimitRPS    float64
+	rateLimitBurst  int
 }
 
 // minSecretBytes is the HS256 key size RFC 7518 section 3.2 asks for.
@@ -254,13 +257,34 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 
-	cfg.dbMaxConns = 10
-	if v := getenv("DB_MAX_CONNS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return config{}, fmt.Errorf("DB_MAX_CONNS must be a whole number from 1 to 1000, got %q", v)
+	counts := []struct {
+		name     string
+		target   *int
+		value    int
+		min, max int
+	}{
+		{"DB_MAX_CONNS", &cfg.dbMaxConns, 10, 1, 1000},
+		{"RATE_LIMIT_BURST", &cfg.rateLimitBurst, 100, 1, 1_000_000},
+	}
+	for _, c := range counts {
+		*c.target = c.value
+		if v := getenv(c.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < c.min || n > c.max {
+				return config{}, fmt.Errorf("%s must be a whole number from %d to %d, got %q", c.name, c.min, c.max, v)
+			}
+			*c.target = n
 		}
-		cfg.dbMaxConns = n
+	}
+
+	// Far above what a person clicking in a browser does; 0 turns it off.
+	cfg.rateLimitRPS = 50
+	if v := getenv("RATE_LIMIT_RPS"); v != "" {
+		rps, err := strconv.ParseFloat(v, 64)
+		if err != nil || rps < 0 || math.IsInf(rps, 0) || math.IsNaN(rps) {
+			return config{}, fmt.Errorf("RATE_LIMIT_RPS must be a number of requests per second (0 turns the limit off), got %q", v)
+		}
+		cfg.rateLimitRPS = rps
 	}
 	return cfg, nil
 }
@@ -326,6 +350,7 @@ type server struct {
 	store     *Store
 	verifier  tokenVerifier
 	cors      corsPolicy
+	limiter   *rateLimiter
 	dbTimeout time.Duration
 	now       func() time.Time
 }
@@ -337,13 +362,14 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 		store:     store,
 		verifier:  verifier,
 		cors:      cfg.cors,
+		limiter:   newRateLimiter(cfg.rateLimitRPS, cfg.rateLimitBurst),
 		dbTimeout: cfg.dbTimeout,
 		now:       time.Now,
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	var h http.Handler = routeOrError(mux)
-	h = requireAuthUnder("/api", requireAuth(s.verifier, s.now, h), h)
+	h = requireAuthUnder("/api", requireAuth(s.verifier, s.now, s.limiter.limitPerUser(s.now, h)), h)
 	h = normalizePath(h)
 	h = s.recoverPanics(h)
 	h = s.cors.middleware(h)
@@ -710,6 +736,7 @@ const (
 	codeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
 	codePayloadTooLarge        = "PAYLOAD_TOO_LARGE"
 	codePreconditionFailed     = "PRECONDITION_FAILED"
+	codeRateLimited            = "RATE_LIMITED"
 	codeValidation             = "VALIDATION_ERROR"
 	codeInternal               = "INTERNAL_ERROR"
 	codeUnavailable            = "SERVICE_UNAVAILABLE"

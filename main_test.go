@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -2076,4 +2077,413 @@ func TestCORSForConditionalHeaders(t *testing.T) {
 	if !strings.Contains(res.header.Get("Access-Control-Expose-Headers"), "ETag") {
 		t.Errorf("Expose-Headers %q lacks ETag", res.header.Get("Access-Control-Expose-Headers"))
 	}
+}
+
+// --- faults and abuse ------------------------------------------------------
+
+func TestRateLimiterBuckets(t *testing.T) {
+	t.Parallel()
+	l := newRateLimiter(2, 3) // 2 per second, bursts of 3
+	t0 := pinnedNow
+	for i := 0; i < 3; i++ {
+		if ok, _ := l.allow("a", t0); !ok {
+			t.Fatalf("request %d within the burst refused", i+1)
+		}
+	}
+	ok, wait := l.allow("a", t0)
+	if ok || wait != 500*time.Millisecond {
+		t.Fatalf("fourth request = %v, wait %v; want refused with 500ms to wait", ok, wait)
+	}
+	if ok, _ := l.allow("b", t0); !ok {
+		t.Fatal("another user was limited by a's bucket")
+	}
+	if ok, _ := l.allow("a", t0.Add(500*time.Millisecond)); !ok {
+		t.Fatal("a token did not come back after 1/rate seconds")
+	}
+	// Idle users' buckets are reclaimed.
+	l.allow("c", t0.Add(2*time.Minute))
+	if n := l.size(); n != 1 {
+		t.Fatalf("%d buckets after everyone but c went idle; want 1", n)
+	}
+	if newRateLimiter(0, 10) != nil {
+		t.Fatal("RATE_LIMIT_RPS=0 must turn the limit off")
+	}
+}
+
+func TestRateLimitAnswers429(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.5, 3
+	srv := newTestServer(t, cfg, testStore)
+	token := mustToken(t, newUser(t))
+	for i := 0; i < 3; i++ {
+		if res := srv.request(t, "GET", "/api/tasks", token, nil); res.status != http.StatusOK {
+			t.Fatalf("request %d = %s; want 200 within the burst", i+1, res)
+		}
+	}
+	res := srv.request(t, "GET", "/api/tasks", token, nil, "Origin", "http://localhost:3000")
+	wantError(t, res, http.StatusTooManyRequests, codeRateLimited)
+	if ra, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Errorf("Retry-After = %q; want 1 or 2 seconds", res.header.Get("Retry-After"))
+	}
+	if res.header.Get("Access-Control-Allow-Origin") == "" {
+		t.Error("429 lacks CORS headers")
+	}
+	if res := srv.request(t, "GET", "/api/tasks", mustToken(t, newUser(t)), nil); res.status != http.StatusOK {
+		t.Errorf("another user = %s; want 200", res)
+	}
+}
+
+// TestBadTokensNeverReachTheDatabase: with the database cut off, a flood of
+// bad tokens still gets 401s, not 503s: nothing touched the database.
+func TestBadTokensNeverReachTheDatabase(t *testing.T) {
+	t.Parallel()
+	proxy, dsn := newTCPProxy(t, testDSN)
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	store, err := prepareStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	srv := newTestServer(t, testConfig(), store)
+	proxy.stop()
+	forged := rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)
+	for i := 0; i < 200; i++ {
+		token := []string{forged, "a.b.c", ""}[i%3]
+		res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "flood"})
+		if res.status != http.StatusUnauthorized {
+			t.Fatalf("bad token %d = %s; want 401 without touching the database", i, res)
+		}
+	}
+	if stats := db.Stats(); stats.OpenConnections != 0 && stats.InUse != 0 {
+		t.Errorf("pool in use during a bad-token flood: %+v", stats)
+	}
+}
+
+// TestSlowClientsDoNotStopService holds 500 connections open, half idle and
+// half trickling a header a byte at a time, and checks that normal requests
+// are still served by the real program.
+func TestSlowClientsDoNotStopService(t *testing.T) {
+	t.Parallel()
+	base, stop, done, _ := startProgram(t, baseEnv(nil))
+	defer func() { stop(); <-done }()
+	addr := strings.TrimPrefix(base, "http://")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 500; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+	}
+	stopTrickle := make(chan struct{})
+	var trickling sync.WaitGroup
+	for i := 0; i < 250; i++ {
+		trickling.Add(1)
+		go func(c net.Conn) {
+			defer trickling.Done()
+			header := "GET /api/tasks HTTP/1.1\r\nHost: x\r\nX-Slow: " + strings.Repeat("a", 1000)
+			for j := 0; j < len(header); j++ {
+				if _, err := c.Write([]byte{header[j]}); err != nil {
+					return
+				}
+				select {
+				case <-stopTrickle:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}(conns[i])
+	}
+	defer func() { close(stopTrickle); trickling.Wait() }()
+
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	token := mustToken(t, newUser(t))
+	for i := 0; i < 20; i++ {
+		if res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "still served"}); res.status != http.StatusCreated {
+			t.Fatalf("request %d beside 500 slow connections = %s", i, res)
+		}
+	}
+}
+
+func TestConcurrentStartOnEmptyDatabase(t *testing.T) {
+	t.Parallel()
+	dsn := createDatabase(t)
+	type instance struct {
+		base string
+		stop context.CancelFunc
+		done <-chan error
+	}
+	instances := make(chan instance, 3)
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"DATABASE_URL": dsn}))
+			instances <- instance{base, stop, done}
+		}()
+	}
+	wg.Wait()
+	close(instances)
+	token := mustToken(t, newUser(t))
+	n := 0
+	for in := range instances {
+		n++
+		srv := &testServer{Server: &httptest.Server{URL: in.base}}
+		mustCreate(t, srv, token, map[string]any{"title": "from " + in.base})
+		in.stop()
+		if err := <-in.done; err != nil {
+			t.Errorf("instance at %s: %v", in.base, err)
+		}
+	}
+	if n != 3 {
+		t.Fatalf("%d instances came up; want 3", n)
+	}
+}
+
+// TestRandomizedIsolation: 20 users at once perform thousands of random
+// operations on their own tasks and on other users' ids. Each user keeps a
+// model of what it owns; nobody may ever see, change or delete another's
+// task, and at the end the database must equal the models exactly.
+func TestRandomizedIsolation(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	const users, opsPerUser = 20, 150
+
+	type modelTask struct {
+		title       string
+		description *string
+		completed   bool
+	}
+	var registry sync.Map // task id -> owner, for users to aim at each other's ids
+	ids := make([]string, users)
+	for i := range ids {
+		ids[i] = newUser(t)
+	}
+	models := make([]map[int64]modelTask, users)
+	var wg sync.WaitGroup
+	failures := make(chan string, users*opsPerUser)
+	for u := 0; u < users; u++ {
+		wg.Add(1)
+		go func(u int) {
+			defer wg.Done()
+			rng := newRand(int64(u) + 1)
+			own := map[int64]modelTask{}
+			token := mustToken(t, ids[u])
+			foreign := func() (int64, bool) {
+				var picked int64
+				var found bool
+				registry.Range(func(k, v any) bool {
+					if v.(int) != u && rng.next()%4 == 0 {
+						picked, found = k.(int64), true
+						return false
+					}
+					return true
+				})
+				return picked, found
+			}
+			anyOwn := func() (int64, bool) {
+				for id := range own {
+					return id, true
+				}
+				return 0, false
+			}
+			fail := func(format string, args ...any) {
+				failures <- fmt.Sprintf("user %d: ", u) + fmt.Sprintf(format, args...)
+			}
+			for op := 0; op < opsPerUser; op++ {
+				switch rng.next() % 8 {
+				case 0, 1: // create
+					title := fmt.Sprintf("u%d-op%d", u, op)
+					var desc *string
+					if rng.next()%2 == 0 {
+						d := "d" + title
+						desc = &d
+					}
+					res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": title, "description": desc})
+					if res.status != http.StatusCreated {
+						fail("create = %s", res)
+						continue
+					}
+					task := decodeTask(t, res)
+					own[task.ID] = modelTask{title: title, description: desc}
+					registry.Store(task.ID, u)
+				case 2: // read own
+					if id, ok := anyOwn(); ok {
+						res := srv.request(t, "GET", taskPath(id), token, nil)
+						if res.status != http.StatusOK || decodeTask(t, res).Title != own[id].title {
+							fail("get own %d = %s; want %+v", id, res, own[id])
+						}
+					}
+				case 3: // update own
+					if id, ok := anyOwn(); ok {
+						m := own[id]
+						m.title, m.completed = m.title+"'", !m.completed
+						res := srv.request(t, "PUT", taskPath(id), token, map[string]any{"title": m.title, "completed": m.completed})
+						if res.status != http.StatusOK {
+							fail("update own %d = %s", id, res)
+						}
+						own[id] = m
+					}
+				case 4: // delete own
+					if id, ok := anyOwn(); ok {
+						if res := srv.request(t, "DELETE", taskPath(id), token, nil); res.status != http.StatusNoContent {
+							fail("delete own %d = %s", id, res)
+						}
+						delete(own, id)
+					}
+				case 5, 6: // touch another user's task
+					id, ok := foreign()
+					if !ok {
+						continue
+					}
+					var res response
+					switch rng.next() % 4 {
+					case 0:
+						res = srv.request(t, "GET", taskPath(id), token, nil)
+					case 1:
+						res = srv.request(t, "PUT", taskPath(id), token, map[string]any{"title": "stolen"})
+					case 2:
+						res = srv.request(t, "PATCH", taskPath(id)+"/complete", token, map[string]any{"completed": true})
+					default:
+						res = srv.request(t, "DELETE", taskPath(id), token, nil)
+					}
+					if res.status != http.StatusNotFound {
+						fail("touching another user's task %d = %s; want 404", id, res)
+					}
+				case 7: // list: exactly the model
+					list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil))
+					if len(list) != len(own) {
+						fail("list has %d tasks; model has %d", len(list), len(own))
+					}
+					for _, task := range list {
+						if _, mine := own[task.ID]; !mine || task.UserID != ids[u] {
+							fail("list shows task %d owned by %q", task.ID, task.UserID)
+						}
+					}
+				}
+			}
+			models[u] = own
+		}(u)
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+
+	total := 0
+	for u, own := range models {
+		total += len(own)
+		rows, err := testDB.Query(`SELECT id, title, description, completed FROM tasks WHERE user_id = $1`, ids[u])
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := map[int64]modelTask{}
+		for rows.Next() {
+			var id int64
+			var m modelTask
+			var desc sql.NullString
+			if err := rows.Scan(&id, &m.title, &desc, &m.completed); err != nil {
+				t.Fatal(err)
+			}
+			if desc.Valid {
+				m.description = &desc.String
+			}
+			found[id] = m
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+		if len(found) != len(own) {
+			t.Errorf("user %d: database has %d tasks; model %d", u, len(found), len(own))
+		}
+		for id, want := range own {
+			got, ok := found[id]
+			if !ok || got.title != want.title || got.completed != want.completed || (got.description == nil) != (want.description == nil) ||
+				(got.description != nil && *got.description != *want.description) {
+				t.Errorf("user %d task %d: database %+v; model %+v", u, id, got, want)
+			}
+		}
+	}
+	t.Logf("%d users, %d operations, %d tasks left, all matching their models", users, users*opsPerUser, total)
+}
+
+// xorshift is a tiny seeded generator so each user's sequence is
+// reproducible without sharing math/rand state across goroutines.
+type xorshift struct{ state uint64 }
+
+func newRand(seed int64) *xorshift { return &xorshift{state: uint64(seed)*0x9E3779B97F4A7C15 | 1} }
+
+func (x *xorshift) next() uint64 {
+	x.state ^= x.state << 13
+	x.state ^= x.state >> 7
+	x.state ^= x.state << 17
+	return x.state
+}
+
+// FuzzHandler drives the whole handler stack with arbitrary methods, paths,
+// headers and bodies: no panic, no 500, and every error in the contract's
+// shape.
+func FuzzHandler(f *testing.F) {
+	f.Add(uint8(0), "/api/tasks", true, "", "", []byte(`{"title":"a"}`))
+	f.Add(uint8(1), "/api/tasks/1", true, "If-Match", `"v1"`, []byte(`{"title":"b","completed":true}`))
+	f.Add(uint8(2), "/api/tasks/1/complete", true, "Content-Type", "text/plain", []byte(`{"completed":false}`))
+	f.Add(uint8(3), "/api/tasks/9223372036854775808", false, "", "", []byte{})
+	f.Add(uint8(4), "/api/tasks?limit=0&completed=maybe", true, "Origin", "http://localhost:3000", []byte("\xff"))
+	f.Add(uint8(5), "/healthz/", false, "Access-Control-Request-Method", "PUT", []byte(nil))
+	f.Add(uint8(0), "/api/tasks", true, "Idempotency-Key", "k1", []byte(`{"title":"\u0000"}`))
+	methods := []string{"POST", "PUT", "PATCH", "GET", "DELETE", "OPTIONS", "HEAD", "TRACE", "BREW"}
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	cfg := testConfig()
+	cfg.rateLimitRPS, cfg.rateLimitBurst = 1000, 1000
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg)
+	user := "fuzz-" + randomHex(6)
+	token := rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(24*time.Hour).Unix()))
+
+	f.Fuzz(func(t *testing.T, method uint8, target string, authed bool, headerName, headerValue string, body []byte) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil || !strings.HasPrefix(target, "/") {
+			return
+		}
+		req := &http.Request{
+			Method: methods[int(method)%len(methods)], URL: u, RequestURI: target, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Host: "example",
+		}
+		if authed {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if headerName != "" && !strings.EqualFold(headerName, "Authorization") {
+			req.Header.Add(headerName, headerValue)
+		}
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req.WithContext(context.Background()))
+		if rec.Code >= 500 {
+			t.Fatalf("%s %s = %d %s", req.Method, target, rec.Code, rec.Body.String())
+		}
+		if rec.Code >= 400 {
+			var e map[string]any
+			if rec.Header().Get("Content-Type") != "application/json" || json.Unmarshal(rec.Body.Bytes(), &e) != nil {
+				t.Fatalf("%s %s = %d with a body not in the contract's shape: %q", req.Method, target, rec.Code, rec.Body.String())
+			}
+			if detail, _ := e["detail"].(string); detail == "" {
+				t.Fatalf("error without detail: %q", rec.Body.String())
+			}
+			if code, _ := e["error_code"].(string); code == "" {
+				t.Fatalf("error without error_code: %q", rec.Body.String())
+			}
+		}
+	})
 }
