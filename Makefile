@@ -3,7 +3,7 @@
 BINARY  := bin/todo-backend
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run test build vet fmt ci clean
+.PHONY: run test build vet fmt ci clean faults
 
 run: ## local PostgreSQL in .dev/ and the server on :8000
 	@bash scripts/dev.sh
@@ -25,3 +25,6 @@ ci: ## what CI runs
 
 clean:
 	rm -rf bin
+
+faults: ## SIGKILL PostgreSQL and SIGTERM the server under load; count lost writes
+	@bash scripts/faults.sh

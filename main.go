@@ -21,6 +21,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -76,6 +77,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 
 	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	conns := &connTracker{states: map[net.Conn]http.ConnState{}}
 	srv := &http.Server{
 		Handler:           newServer(logger, store, verifier, cfg),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -84,11 +86,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         conns.track,
 	}
-	listener, err := net.Listen("tcp", cfg.addr)
+	tcp, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
+	listener := &drainingListener{Listener: tcp}
 	logger.Info("listening", "addr", listener.Addr().String())
 
 	serveErr := make(chan error, 1)
@@ -99,15 +103,91 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 	}
 
-	// Stop accepting, let in-flight requests finish, then close the pool.
 	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	if err := drain(shutdownCtx, srv, listener, conns, serveErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// drain stops the server without failing a request it accepted. Shutdown
+// alone drops a request that it reads after it has begun, even on a
+// connection accepted just before; so first every connection is told to
+// close after its current request, the connections the kernel has already
+// queued are accepted, the listener closes, and Shutdown comes only once
+// every accepted connection has had its request read. In-flight requests
+// then finish, bounded by ctx.
+func drain(ctx context.Context, srv *http.Server, listener *drainingListener, conns *connTracker, serveErr <-chan error) error {
+	srv.SetKeepAlivesEnabled(false)
+	listener.drain()
+	select {
+	case <-serveErr: // the listener is closed
+	case <-ctx.Done():
+		return srv.Close()
+	}
+	for conns.countNew() > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return srv.Shutdown(ctx)
+}
+
+// drainingListener, once drained, keeps accepting for a moment, so that
+// connections already in the kernel's queue are served rather than reset,
+// and then reports itself closed to end Serve.
+type drainingListener struct {
+	net.Listener
+	draining atomic.Bool
+}
+
+const drainAcceptWindow = 100 * time.Millisecond
+
+func (l *drainingListener) drain() {
+	l.draining.Store(true)
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Now().Add(drainAcceptWindow))
+	} else {
+		l.Listener.Close()
+	}
+}
+
+func (l *drainingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.draining.Load() {
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+// connTracker knows each open connection's state, so drain can wait for
+// accepted connections that have not yet sent their request.
+type connTracker struct {
+	mu     sync.Mutex
+	states map[net.Conn]http.ConnState
+}
+
+func (t *connTracker) track(c net.Conn, state http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if state == http.StateClosed || state == http.StateHijacked {
+		delete(t.states, c)
+		return
+	}
+	t.states[c] = state
+}
+
+func (t *connTracker) countNew() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, state := range t.states {
+		if state == http.StateNew {
+			n++
+		}
+	}
+	return n
 }
 
 // runToken prints an HS256 token for USER_ID so the API can be tried with

@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# make faults: prove that an acknowledged write is never lost and that a
+# SIGTERM drains in-flight requests, against the real binary and a durable
+# PostgreSQL (fsync and synchronous_commit on, as in production).
+#
+# 1. kill: writers create and delete tasks; PostgreSQL is killed with
+#    SIGKILL mid-load and restarted. Every task whose create got a 201 must
+#    be present unless its delete got a 204; every task whose delete got a
+#    204 must be gone.
+# 2. drain: readers and writers run, slow uploads are in flight, and the
+#    server gets SIGTERM. Every request it accepted must be answered with
+#    success, and it must exit 0.
+#
+# Needs curl and the PostgreSQL server binaries; starts and stops everything
+# itself. Exits non-zero on any lost write or failed request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+
+workers=${FAULTS_WORKERS:-8}
+port=${FAULTS_PORT:-18181}
+base=http://127.0.0.1:$port
+tmp=$(mktemp -d /tmp/todo-faults.XXXXXX)
+chmod 755 "$tmp"
+server_pid=
+cleanup() {
+	if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	pg_stop "$tmp/data"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+command -v curl >/dev/null || { echo "curl is needed (Debian: apt-get install curl)" >&2; exit 1; }
+pg_init "$tmp/data" "$tmp/sock" # durable, unlike make test's throwaway cluster
+pg_start "$tmp/data"
+bin=$(pg_bindir)
+"$bin/createdb" -h "$tmp/sock" -U todo todo
+psql_todo() { "$bin/psql" -h "$tmp/sock" -U todo -d todo -tAq "$@"; }
+
+go build -o "$tmp/todo-backend" .
+export DATABASE_URL="host=$tmp/sock user=todo dbname=todo sslmode=disable"
+BETTER_AUTH_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export BETTER_AUTH_SECRET PORT=$port LOG_LEVEL=warn RATE_LIMIT_RPS=0 DB_TIMEOUT=2s DB_WAIT=30s
+
+start_server() {
+	"$tmp/todo-backend" 2>>"$tmp/server.log" &
+	server_pid=$!
+	for _ in $(seq 1 100); do
+		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "server did not become ready; its log:" >&2
+	cat "$tmp/server.log" >&2
+	exit 1
+}
+
+declare -a tokens
+for i in $(seq 1 "$workers"); do
+	tokens[i]=$("$tmp/todo-backend" token -ttl 1h "faults-user-$i")
+done
+
+# writer I UNTIL LOG: create tasks, and delete every third one it created,
+# until UNTIL (epoch seconds). One line per request:
+#   <time> <C|D> <curl exit> <http status> <task id>
+writer() {
+	local i=$1 until=$2 log=$3 token=${tokens[$1]}
+	local n=0 rc out status id
+	local -a mine=()
+	while [ "${EPOCHREALTIME%.*}" -lt "$until" ]; do
+		n=$((n + 1))
+		rc=0
+		out=$(curl -s -o /dev/null -D - -w 'STATUS %{http_code}' --max-time 15 \
+			-H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+			-d "{\"title\":\"w$i-$n\"}" "$base/api/tasks" 2>/dev/null) || rc=$?
+		status=${out##*STATUS }
+		id=$(printf '%s\n' "$out" | tr -d '\r' | sed -n 's#^[Ll]ocation: /api/tasks/##p')
+		echo "$EPOCHREALTIME C $rc ${status:-000} ${id:--}" >>"$log"
+		if [ "$rc" = 0 ] && [ "$status" = 201 ] && [ -n "$id" ]; then mine+=("$id"); fi
+		if [ $((n % 3)) = 0 ] && [ ${#mine[@]} -gt 0 ]; then
+			id=${mine[0]}
+			mine=("${mine[@]:1}")
+			rc=0
+			status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 -X DELETE \
+				-H "Authorization: Bearer $token" "$base/api/tasks/$id" 2>/dev/null) || rc=$?
+			echo "$EPOCHREALTIME D $rc ${status:-000} $id" >>"$log"
+		fi
+	done
+}
+
+# reader I UNTIL LOG: list the user's tasks until UNTIL.
+reader() {
+	local i=$1 until=$2 log=$3 token=${tokens[$1]} rc status
+	while [ "${EPOCHREALTIME%.*}" -lt "$until" ]; do
+		rc=0
+		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 15 \
+			-H "Authorization: Bearer $token" "$base/api/tasks?limit=20" 2>/dev/null) || rc=$?
+		echo "$EPOCHREALTIME R $rc ${status:-000} -" >>"$log"
+	done
+}
+
+echo "== kill: SIGKILL PostgreSQL under a write load of $workers writers"
+start_server
+now=${EPOCHREALTIME%.*}
+for i in $(seq 1 "$workers"); do writer "$i" $((now + 12)) "$tmp/kill.$i.log" & done
+sleep 3
+postmaster=$(head -n 1 "$tmp/data/postmaster.pid")
+children=$(pgrep -P "$postmaster" | tr '\n' ' ')
+killed_at=$EPOCHREALTIME
+kill -KILL "$postmaster"
+for pid in $children; do
+	while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+done
+sleep 1
+pg_start "$tmp/data"
+back_at=$EPOCHREALTIME
+wait_workers() { while [ -n "$(jobs -rp | grep -vx "$server_pid")" ]; do sleep 0.2; done; }
+wait_workers
+
+cat "$tmp"/kill.*.log >"$tmp/kill.log"
+awk '$2 == "C" && $3 == 0 && $4 == 201 {print $5}' "$tmp/kill.log" | sort -u >"$tmp/created"
+awk '$2 == "D" && $3 == 0 && $4 == 204 {print $5}' "$tmp/kill.log" | sort -u >"$tmp/deleted"
+awk '$2 == "D" && !($3 == 0 && ($4 == 204 || $4 == 404)) {print $5}' "$tmp/kill.log" | sort -u >"$tmp/delete_unknown"
+psql_todo -c "SELECT id FROM tasks WHERE user_id LIKE 'faults-user-%'" | sort -u >"$tmp/present"
+sort -u "$tmp/deleted" "$tmp/delete_unknown" >"$tmp/gone_or_unknown"
+comm -23 "$tmp/created" "$tmp/gone_or_unknown" >"$tmp/must_exist"
+lost=$(comm -23 "$tmp/must_exist" "$tmp/present" | wc -l)
+resurrected=$(comm -12 "$tmp/deleted" "$tmp/present" | wc -l)
+requests=$(wc -l <"$tmp/kill.log")
+count() { awk -v k="$1" -v s="$2" '$2 == k && $3 == 0 && $4 == s' "$tmp/kill.log" | wc -l; }
+conn_errors=$(awk '$3 != 0' "$tmp/kill.log" | wc -l)
+unavailable=$(awk '$3 == 0 && $4 == 503' "$tmp/kill.log" | wc -l)
+other=$(awk '$3 == 0 && $4 != 201 && $4 != 204 && $4 != 503' "$tmp/kill.log" | wc -l)
+recovered=$(awk -v t="$back_at" '$1 > t && $3 == 0 && ($4 == 201 || $4 == 204) {print $1; exit}' <(sort -n "$tmp/kill.log"))
+recovery=$(awk -v a="$back_at" -v b="${recovered:-0}" 'BEGIN { if (b == 0) print "never"; else printf "%.2f s", b - a }')
+outage=$(awk -v a="$killed_at" -v b="$back_at" 'BEGIN { printf "%.1f s", b - a }')
+printf '  requests: %d (201: %d, 204: %d, 503 while down: %d, other statuses: %d, connection errors: %d)\n' \
+	"$requests" "$(count C 201)" "$(count D 204)" "$unavailable" "$other" "$conn_errors"
+printf '  database down for %s; first success %s after it was back\n' "$outage" "$recovery"
+printf '  acknowledged creates: %d, of which %d must still exist; lost: %d\n' "$(wc -l <"$tmp/created")" "$(wc -l <"$tmp/must_exist")" "$lost"
+printf '  acknowledged deletes: %d; present again: %d\n' "$(wc -l <"$tmp/deleted")" "$resurrected"
+
+echo "== drain: SIGTERM under load, with slow uploads in flight"
+now=${EPOCHREALTIME%.*}
+for i in $(seq 1 "$workers"); do
+	if [ $((i % 2)) = 0 ]; then writer "$i" $((now + 6)) "$tmp/drain.$i.log" & else reader "$i" $((now + 6)) "$tmp/drain.$i.log" & fi
+done
+# Each slow upload sends a 6 KB body at 2 KB/s: about 3 s, in flight at the signal.
+description=$(head -c 6000 /dev/zero | tr '\0' 'x')
+for s in 1 2 3; do
+	(
+		rc=0
+		status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 --limit-rate 2k \
+			-H "Authorization: Bearer ${tokens[1]}" -H 'Content-Type: application/json' \
+			-d "{\"title\":\"slow $s\",\"description\":\"$description\"}" "$base/api/tasks" 2>/dev/null) || rc=$?
+		echo "$EPOCHREALTIME S $rc ${status:-000} -" >>"$tmp/drain.slow.log"
+	) &
+done
+sleep 1.5
+kill -TERM "$server_pid"
+server_status=0
+wait "$server_pid" || server_status=$?
+server_pid=
+wait_workers
+cat "$tmp"/drain.*.log >"$tmp/drain.log"
+# curl exit 7 is "could not connect": the listener had closed, the request
+# was never accepted. Anything else that is not a 2xx is a failed request.
+refused=$(awk '$3 == 7' "$tmp/drain.log" | wc -l)
+answered=$(awk '$3 == 0 && $4 ~ /^2/' "$tmp/drain.log" | wc -l)
+failed=$(awk '$3 != 7 && !($3 == 0 && $4 ~ /^2/)' "$tmp/drain.log" | wc -l)
+slow_ok=$(awk '$2 == "S" && $3 == 0 && $4 == 201' "$tmp/drain.log" | wc -l)
+printf '  requests answered: %d, failed: %d, refused after the listener closed: %d\n' "$answered" "$failed" "$refused"
+printf '  slow uploads in flight at SIGTERM completed with 201: %d of 3; server exit status: %d\n' "$slow_ok" "$server_status"
+if [ "$failed" != 0 ]; then
+	echo "  failed requests:" >&2
+	awk '$3 != 7 && !($3 == 0 && $4 ~ /^2/)' "$tmp/drain.log" | head >&2
+fi
+
+if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ]; then
+	echo "faults: PASS (0 lost writes, 0 failed requests)"
+else
+	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status)" >&2
+	exit 1
+fi
