@@ -1448,16 +1448,72 @@ func TestStoreErrorMapping(t *testing.T) {
 	}
 }
 
+// TestClientGoneCancelsQuery: a PUT blocks on a row another transaction
+// holds; when its client goes away, the UPDATE must vanish from PostgreSQL
+// while the lock is still held (cancelled, not finished), and change nothing.
 func TestClientGoneCancelsQuery(t *testing.T) {
 	t.Parallel()
-	s := &server{logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), store: testStore, dbTimeout: 5 * time.Second}
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), userIDKey{}, newUser(t)))
+	cfg := testConfig()
+	cfg.dbTimeout = time.Minute // so only the client can end the wait
+	srv := newTestServer(t, cfg, testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	task := mustCreate(t, srv, token, map[string]any{"title": "locked"})
+
+	blocker, err := testDB.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback()
+	if _, err := blocker.Exec(`SELECT 1 FROM tasks WHERE user_id = $1 AND id = $2 FOR UPDATE`, user, task.ID); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func() int {
+		var n int
+		err := testDB.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'UPDATE tasks SET%'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	waitFor := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for waiting() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("blocked UPDATEs = %d; want %d", waiting(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, err := http.NewRequestWithContext(ctx, "PUT", srv.URL+taskPath(task.ID), strings.NewReader(`{"title":"never"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	clientErr := make(chan error, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err == nil {
+			res.Body.Close()
+		}
+		clientErr <- err
+	}()
+	waitFor(1)
 	cancel()
-	req := httptest.NewRequest("GET", "/api/tasks", nil).WithContext(ctx)
-	rec := httptest.NewRecorder()
-	s.handleListTasks().ServeHTTP(rec, req)
-	if rec.Code != statusClientClosed {
-		t.Fatalf("list with its client gone = %d; want %d (cancelled, never 500)", rec.Code, statusClientClosed)
+	if err := <-clientErr; err == nil {
+		t.Fatal("the request finished although its row was locked")
+	}
+	waitFor(0) // cancelled in PostgreSQL while the lock is still held
+	if !strings.Contains(srv.logs.String(), `"status":499`) {
+		t.Errorf("no 499 logged for the abandoned request:\n%s", srv.logs)
+	}
+	blocker.Rollback()
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); got.Title != "locked" {
+		t.Fatalf("title = %q after a cancelled PUT; want it unchanged", got.Title)
 	}
 }
 
