@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -27,12 +28,12 @@ func requireAuth(verifier tokenVerifier, now func() time.Time, next http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r.Header)
 		if !ok {
-			rejectUnauthenticated(w, r, "missing or malformed Authorization header")
+			rejectUnauthenticated(w, r, errNoBearerToken)
 			return
 		}
 		userID, err := verifier.Verify(token, now())
 		if err != nil {
-			rejectUnauthenticated(w, r, err.Error())
+			rejectUnauthenticated(w, r, err)
 			return
 		}
 		noteUserID(r.Context(), userID)
@@ -40,7 +41,10 @@ func requireAuth(verifier tokenVerifier, now func() time.Time, next http.Handler
 	})
 }
 
-func rejectUnauthenticated(w http.ResponseWriter, r *http.Request, reason string) {
+// errNoBearerToken: no usable "Authorization: Bearer" header at all.
+var errNoBearerToken = errors.New("missing or malformed Authorization header")
+
+func rejectUnauthenticated(w http.ResponseWriter, r *http.Request, reason error) {
 	noteAuthFailure(r.Context(), reason)
 	w.Header().Set("WWW-Authenticate", "Bearer")
 	writeError(w, r, http.StatusUnauthorized, codeAuthenticationRequired, "authentication required: send a valid bearer token")

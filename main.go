@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -77,9 +78,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer store.Close()
 
 	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	stats := newMetrics(db)
 	conns := &connTracker{states: map[net.Conn]http.ConnState{}}
 	srv := &http.Server{
-		Handler:           newServer(logger, store, verifier, cfg),
+		Handler:           newServer(logger, store, verifier, cfg, stats),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -97,10 +99,31 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(listener) }()
+
+	// Metrics get a listener of their own, never the public port.
+	metricsErr := make(chan error, 1)
+	var metricsSrv *http.Server
+	if cfg.metricsAddr != "" {
+		metricsListener, err := net.Listen("tcp", cfg.metricsAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("METRICS_ADDR: listen on %s: %w", cfg.metricsAddr, err)
+		}
+		logger.Info("metrics listening", "addr", metricsListener.Addr().String())
+		metricsSrv = &http.Server{Handler: stats.handler(), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { metricsErr <- metricsSrv.Serve(metricsListener) }()
+	}
+
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-metricsErr:
+		srv.Close()
+		return fmt.Errorf("serve metrics: %w", err)
 	case <-ctx.Done():
+	}
+	if metricsSrv != nil {
+		defer metricsSrv.Close()
 	}
 
 	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
@@ -254,6 +277,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	rateLimitRPS    float64
 	rateLimitBurst  int
+	metricsAddr     string // empty: no metrics listener
 }
 
 // minSecretBytes is the HS256 key size RFC 7518 section 3.2 asks for.
@@ -357,6 +381,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 
+	if addr := getenv("METRICS_ADDR"); addr != "" {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return config{}, fmt.Errorf("METRICS_ADDR must be host:port such as 127.0.0.1:9090, got %q", addr)
+		}
+		cfg.metricsAddr = addr
+	}
+
 	// Far above what a person clicking in a browser does; 0 turns it off.
 	cfg.rateLimitRPS = 50
 	if v := getenv("RATE_LIMIT_RPS"); v != "" {
@@ -431,23 +462,32 @@ type server struct {
 	verifier  tokenVerifier
 	cors      corsPolicy
 	limiter   *rateLimiter
+	metrics   *metrics
 	dbTimeout time.Duration
 	now       func() time.Time
+	// routeOf names the route pattern a request would match, for requests
+	// answered before routing (401s, 429s).
+	routeOf func(*http.Request) string
 }
 
 // newServer builds the whole HTTP handler: middleware around the routes.
-func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config) http.Handler {
+// A nil metrics counts nothing.
+func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) http.Handler {
 	s := &server{
 		logger:    logger,
 		store:     store,
 		verifier:  verifier,
 		cors:      cfg.cors,
 		limiter:   newRateLimiter(cfg.rateLimitRPS, cfg.rateLimitBurst),
+		metrics:   stats,
 		dbTimeout: cfg.dbTimeout,
 		now:       time.Now,
 	}
 	mux := http.NewServeMux()
-	s.routes(mux)
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, named(routePath(rt.pattern), rt.handler))
+	}
+	s.routeOf = func(r *http.Request) string { _, pattern := mux.Handler(r); return routePath(pattern) }
 	var h http.Handler = routeOrError(mux)
 	h = requireAuthUnder("/api", requireAuth(s.verifier, s.now, s.limiter.limitPerUser(s.now, h)), h)
 	h = normalizePath(h)
@@ -457,16 +497,54 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 	return h
 }
 
-// routes lists the whole API.
-func (s *server) routes(mux *http.ServeMux) {
-	mux.Handle("GET /healthz", s.handleHealth())
-	mux.Handle("GET /readyz", s.handleReady())
-	mux.Handle("GET /api/tasks", s.handleListTasks())
-	mux.Handle("POST /api/tasks", s.handleCreateTask())
-	mux.Handle("GET /api/tasks/{id}", s.handleGetTask())
-	mux.Handle("PUT /api/tasks/{id}", s.handleUpdateTask())
-	mux.Handle("DELETE /api/tasks/{id}", s.handleDeleteTask())
-	mux.Handle("PATCH /api/tasks/{id}/complete", s.handleCompleteTask())
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes lists the whole API; openapi.json must describe exactly these,
+// which a test checks.
+func (s *server) routes() []route {
+	return []route{
+		{"GET /healthz", s.handleHealth()},
+		{"GET /readyz", s.handleReady()},
+		{"GET /openapi.json", handleOpenAPI()},
+		{"GET /api/tasks", s.handleListTasks()},
+		{"POST /api/tasks", s.handleCreateTask()},
+		{"GET /api/tasks/{id}", s.handleGetTask()},
+		{"PUT /api/tasks/{id}", s.handleUpdateTask()},
+		{"DELETE /api/tasks/{id}", s.handleDeleteTask()},
+		{"PATCH /api/tasks/{id}/complete", s.handleCompleteTask()},
+	}
+}
+
+// routePath is a pattern without its method: the metrics' route label.
+func routePath(pattern string) string {
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		return p
+	}
+	return pattern
+}
+
+// named records which route served a request, for metrics.
+func named(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.route = route
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+		w.Write(openAPIDocument)
+	})
 }
 
 func (s *server) handleHealth() http.Handler {
@@ -608,8 +686,9 @@ func (s *server) recoverPanics(next http.Handler) http.Handler {
 // log line the outermost layer writes.
 type requestInfo struct {
 	id          string
+	route       string // the matched route pattern, without method
 	userID      string
-	authFailure string
+	authFailure error
 	err         error
 }
 
@@ -633,9 +712,9 @@ func noteUserID(ctx context.Context, userID string) {
 	}
 }
 
-func noteAuthFailure(ctx context.Context, reason string) {
+func noteAuthFailure(ctx context.Context, err error) {
 	if info := infoFrom(ctx); info != nil {
-		info.authFailure = reason
+		info.authFailure = err
 	}
 }
 
@@ -708,11 +787,18 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 
 		sw := &statusWriter{ResponseWriter: w}
+		if s.metrics != nil {
+			s.metrics.inFlight.Add(1)
+			defer s.metrics.inFlight.Add(-1)
+		}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
 
 		status := sw.status
 		if status == 0 {
 			status = http.StatusOK
+		}
+		if s.metrics != nil {
+			s.countRequest(r, info, status, time.Since(start))
 		}
 		level := slog.LevelInfo
 		if status >= 500 && status != statusClientClosed {
@@ -731,14 +817,32 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if info.userID != "" {
 			attrs = append(attrs, slog.String("user_id", info.userID))
 		}
-		if info.authFailure != "" {
-			attrs = append(attrs, slog.String("auth_error", info.authFailure))
+		if info.authFailure != nil {
+			attrs = append(attrs, slog.String("auth_error", info.authFailure.Error()))
 		}
 		if info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
 		s.logger.LogAttrs(r.Context(), level, "request", attrs...)
 	})
+}
+
+// countRequest feeds one answered request to the metrics.
+func (s *server) countRequest(r *http.Request, info *requestInfo, status int, d time.Duration) {
+	route := info.route
+	if route == "" { // answered before routing: 401, 429, preflight, 404
+		route = s.routeOf(r)
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	s.metrics.observe(route, r.Method, status, d)
+	if info.authFailure != nil {
+		s.metrics.authFailure(authFailureReason(info.authFailure))
+	}
+	if status == http.StatusTooManyRequests {
+		s.metrics.rateLimited.Add(1)
+	}
 }
 
 // corsPolicy says which browser origins may call the API.

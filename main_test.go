@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -160,7 +161,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
 	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
-	srv := httptest.NewServer(newServer(logger, store, verifier, cfg))
+	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store.db)))
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, logs: logs}
 }
@@ -1508,8 +1509,11 @@ func TestClientGoneCancelsQuery(t *testing.T) {
 		t.Fatal("the request finished although its row was locked")
 	}
 	waitFor(0) // cancelled in PostgreSQL while the lock is still held
-	if !strings.Contains(srv.logs.String(), `"status":499`) {
-		t.Errorf("no 499 logged for the abandoned request:\n%s", srv.logs)
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(srv.logs.String(), `"status":499`); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 499 logged for the abandoned request:\n%s", srv.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	blocker.Rollback()
 	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); got.Title != "locked" {
@@ -1550,6 +1554,9 @@ func TestConfigErrors(t *testing.T) {
 		{"negative db wait", map[string]string{"DB_WAIT": "-1s"}, "DB_WAIT"},
 		{"bad shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"},
 		{"bad pool size", map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS"},
+		{"bad metrics address", map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR"},
+		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
+		{"bad burst", map[string]string{"RATE_LIMIT_BURST": "0"}, "RATE_LIMIT_BURST"},
 		{"bad dsn", map[string]string{"DATABASE_URL": "postgres://user:hunter2@host:notaport/db"}, "DATABASE_URL"},
 		{"unknown dsn key", map[string]string{"DATABASE_URL": "host=x sslmode=sometimes password=hunter2"}, "DATABASE_URL"},
 	}
@@ -2505,7 +2512,7 @@ func FuzzHandler(f *testing.F) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 1000, 1000
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg)
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, newMetrics(testDB))
 	user := "fuzz-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(24*time.Hour).Unix()))
 
@@ -2542,4 +2549,368 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// --- OpenAPI and metrics ---------------------------------------------------
+
+type openAPIDoc struct {
+	OpenAPI string                                `json:"openapi"`
+	Paths   map[string]map[string]json.RawMessage `json:"paths"`
+}
+
+// documentedStatuses maps "METHOD /path/{id}" to the statuses openapi.json
+// lists for that operation.
+func documentedStatuses(t *testing.T) map[string]map[string]bool {
+	t.Helper()
+	var doc openAPIDoc
+	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Fatalf("openapi = %q; want 3.1.0", doc.OpenAPI)
+	}
+	ops := map[string]map[string]bool{}
+	for path, item := range doc.Paths {
+		for method, raw := range item {
+			if method == "parameters" {
+				continue
+			}
+			var op struct {
+				Responses map[string]json.RawMessage `json:"responses"`
+			}
+			if err := json.Unmarshal(raw, &op); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+			statuses := map[string]bool{}
+			for status := range op.Responses {
+				statuses[status] = true
+			}
+			ops[strings.ToUpper(method)+" "+path] = statuses
+		}
+	}
+	return ops
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
+	documented := documentedStatuses(t)
+	routes := map[string]bool{}
+	for _, rt := range (&server{}).routes() {
+		routes[rt.pattern] = true
+		if documented[rt.pattern] == nil {
+			t.Errorf("route %s is missing from openapi.json", rt.pattern)
+		}
+	}
+	for op := range documented {
+		if !routes[op] {
+			t.Errorf("openapi.json documents %s, which no route serves", op)
+		}
+	}
+
+	srv := newTestServer(t, testConfig(), testStore)
+	res := srv.request(t, "GET", "/openapi.json", "", nil)
+	if res.status != http.StatusOK || !bytes.Equal(res.body, openAPIDocument) || res.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /openapi.json = %d %q; want the embedded document without auth", res.status, res.header.Get("Content-Type"))
+	}
+}
+
+// TestOpenAPIListsReturnedStatuses drives every operation through its
+// common outcomes and checks openapi.json lists each status it saw.
+func TestOpenAPIListsReturnedStatuses(t *testing.T) {
+	t.Parallel()
+	documented := documentedStatuses(t)
+	cfg := testConfig()
+	srv := newTestServer(t, cfg, testStore)
+	limitedCfg := testConfig()
+	limitedCfg.rateLimitRPS, limitedCfg.rateLimitBurst = 0.001, 1
+	limited := newTestServer(t, limitedCfg, testStore)
+
+	proxy, dsn := newTCPProxy(t, testDSN)
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downDB := sql.OpenDB(connector)
+	defer downDB.Close()
+	downStore, err := prepareStore(context.Background(), downDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer downStore.Close()
+	down := newTestServer(t, cfg, downStore)
+	proxy.stop()
+
+	token := mustToken(t, newUser(t))
+	limitedToken := mustToken(t, newUser(t)) // its one-request burst goes first
+	task := mustCreate(t, srv, token, map[string]any{"title": "documented"})
+	id := taskPath(task.ID)
+	other := taskPath(mustCreate(t, srv, token, map[string]any{"title": "kept for the 304"}).ID)
+	huge := `{"title":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	good := map[string]any{"title": "t"}
+	complete := map[string]any{"completed": true}
+
+	type call struct {
+		op, method, path string
+		body             any
+		headers          []string
+		on               *testServer
+		token            string
+	}
+	limited.request(t, "GET", "/healthz", limitedToken, nil)
+	limited.request(t, "GET", "/api/tasks", limitedToken, nil) // spends the burst
+	var calls []call
+	ops := []struct {
+		op, method, path string
+		body             any
+	}{
+		{"GET /api/tasks", "GET", "/api/tasks", nil},
+		{"POST /api/tasks", "POST", "/api/tasks", good},
+		{"GET /api/tasks/{id}", "GET", id, nil},
+		{"PUT /api/tasks/{id}", "PUT", id, good},
+		{"PATCH /api/tasks/{id}/complete", "PATCH", id + "/complete", complete},
+		{"DELETE /api/tasks/{id}", "DELETE", id, nil},
+	}
+	for _, o := range ops {
+		calls = append(calls,
+			call{o.op, o.method, o.path, o.body, nil, srv, ""},                                            // 401
+			call{o.op, o.method, o.path, o.body, nil, down, token},                                        // 503
+			call{o.op, o.method, o.path, o.body, nil, limited, limitedToken},                              // 429 (after its one-request burst)
+			call{o.op, o.method, o.path, o.body, []string{"If-Match", `"v999"`}, srv, token},              // 412 where it applies
+			call{o.op, o.method, o.path, "{", nil, srv, token},                                            // 400 where there is a body
+			call{o.op, o.method, o.path, `{"title": 1, "completed": "x"}`, nil, srv, token},               // 422
+			call{o.op, o.method, o.path, huge, nil, srv, token},                                           // 413
+			call{o.op, o.method, strings.Replace(o.path, id, "/api/tasks/0", 1), o.body, nil, srv, token}, // 404
+			call{o.op, o.method, o.path, o.body, nil, srv, token},                                         // 2xx, last: DELETE deletes
+		)
+	}
+	calls = append(calls,
+		call{"GET /api/tasks", "GET", "/api/tasks?limit=0", nil, nil, srv, token},
+		call{"GET /api/tasks/{id}", "GET", other, nil, []string{"If-None-Match", `"v1"`}, srv, token},
+		call{"GET /readyz", "GET", "/readyz", nil, nil, down, ""},
+		call{"GET /healthz", "GET", "/healthz", nil, nil, srv, ""},
+		call{"GET /readyz", "GET", "/readyz", nil, nil, srv, ""},
+		call{"GET /openapi.json", "GET", "/openapi.json", nil, nil, srv, ""},
+		call{"GET /healthz", "POST", "/healthz", nil, nil, srv, ""},
+		call{"GET /api/tasks", "DELETE", "/api/tasks", nil, nil, srv, token},
+		call{"GET /api/tasks/{id}", "POST", id, nil, nil, srv, token},
+		call{"PATCH /api/tasks/{id}/complete", "GET", id + "/complete", nil, nil, srv, token},
+	)
+	seen := map[string]map[int]bool{}
+	for _, c := range calls {
+		res := c.on.request(t, c.method, c.path, c.token, c.body, c.headers...)
+		if seen[c.op] == nil {
+			seen[c.op] = map[int]bool{}
+		}
+		seen[c.op][res.status] = true
+		if !documented[c.op][strconv.Itoa(res.status)] {
+			t.Errorf("%s %s answered %d, which openapi.json does not list for %s", c.method, c.path, res.status, c.op)
+		}
+	}
+	// The drive above must really reach the interesting outcomes.
+	for op, want := range map[string][]int{
+		"GET /api/tasks":                 {200, 401, 405, 422, 429, 503},
+		"POST /api/tasks":                {201, 400, 401, 413, 422, 429, 503},
+		"GET /api/tasks/{id}":            {200, 304, 401, 404, 405, 429, 503},
+		"PUT /api/tasks/{id}":            {200, 400, 401, 404, 412, 413, 422, 429, 503},
+		"PATCH /api/tasks/{id}/complete": {200, 400, 401, 404, 405, 412, 413, 422, 429, 503},
+		"DELETE /api/tasks/{id}":         {204, 401, 404, 412, 429, 503},
+		"GET /readyz":                    {200, 503},
+	} {
+		for _, status := range want {
+			if !seen[op][status] {
+				t.Errorf("%s never answered %d in this test; the drive is incomplete", op, status)
+			}
+		}
+	}
+}
+
+var (
+	metricNameRE  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	metricLabelRE = regexp.MustCompile(`^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"$`)
+)
+
+// parseExposition checks text against the Prometheus text format's rules
+// and returns the samples by their full series name.
+func parseExposition(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	types := map[string]string{}
+	samples := map[string]float64{}
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatal("exposition does not end with a newline")
+	}
+	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		where := fmt.Sprintf("line %d %q", n+1, line)
+		if strings.HasPrefix(line, "#") {
+			fields := strings.SplitN(line, " ", 4)
+			if len(fields) < 4 || (fields[1] != "HELP" && fields[1] != "TYPE") || !metricNameRE.MatchString(fields[2]) {
+				t.Fatalf("%s: malformed comment", where)
+			}
+			if fields[1] == "TYPE" {
+				if _, dup := types[fields[2]]; dup {
+					t.Fatalf("%s: second TYPE for %s", where, fields[2])
+				}
+				switch fields[3] {
+				case "counter", "gauge", "histogram", "summary", "untyped":
+				default:
+					t.Fatalf("%s: unknown type", where)
+				}
+				types[fields[2]] = fields[3]
+			}
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			t.Fatalf("%s: no value", where)
+		}
+		if _, err := strconv.ParseFloat(value, 64); err != nil && value != "+Inf" {
+			t.Fatalf("%s: value: %v", where, err)
+		}
+		name, labels := series, ""
+		if i := strings.IndexByte(series, '{'); i >= 0 {
+			if !strings.HasSuffix(series, "}") {
+				t.Fatalf("%s: unclosed labels", where)
+			}
+			name, labels = series[:i], series[i+1:len(series)-1]
+		}
+		if !metricNameRE.MatchString(name) {
+			t.Fatalf("%s: bad metric name", where)
+		}
+		for _, pair := range splitLabels(labels) {
+			if !metricLabelRE.MatchString(pair) {
+				t.Fatalf("%s: bad label %q", where, pair)
+			}
+		}
+		familyName := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base := strings.TrimSuffix(name, suffix); base != name && types[base] == "histogram" {
+				familyName = base
+			}
+		}
+		if types[familyName] == "" {
+			t.Fatalf("%s: sample before its TYPE", where)
+		}
+		if types[familyName] == "counter" && !strings.HasSuffix(name, "_total") {
+			t.Errorf("%s: counter without _total", where)
+		}
+		f, _ := strconv.ParseFloat(value, 64)
+		if _, dup := samples[series]; dup {
+			t.Fatalf("%s: duplicate series", where)
+		}
+		samples[series] = f
+	}
+	return samples
+}
+
+// splitLabels splits a{...} contents at the commas between pairs.
+func splitLabels(s string) []string {
+	var pairs []string
+	inQuote, escaped, start := false, false, 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case escaped:
+			escaped = false
+		case s[i] == '\\':
+			escaped = true
+		case s[i] == '"':
+			inQuote = !inQuote
+		case s[i] == ',' && !inQuote:
+			pairs = append(pairs, s[start:i])
+			start = i + 1
+		}
+	}
+	if start < len(s) {
+		pairs = append(pairs, s[start:])
+	}
+	return pairs
+}
+
+func TestMetricsExposition(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
+	logs := &syncBuffer{}
+	stats := newMetrics(testDB)
+	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, stats)
+	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
+	defer srv.Close()
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "m"})
+	srv.request(t, "GET", taskPath(task.ID), token, nil)
+	srv.request(t, "GET", "/api/tasks", token, nil) // 429: burst of 2 spent
+	srv.request(t, "GET", "/api/tasks", "", nil)
+	srv.request(t, "GET", "/api/tasks/7", "expired.token.x", nil)
+	srv.request(t, "BREW", "/nowhere\"odd", "", nil)
+	srv.request(t, "GET", "/healthz", "", nil)
+
+	rec := httptest.NewRecorder()
+	stats.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	samples := parseExposition(t, rec.Body.String())
+	for series, want := range map[string]float64{
+		`todo_http_requests_total{route="/api/tasks",method="POST",status="201"}`:     1,
+		`todo_http_requests_total{route="/api/tasks/{id}",method="GET",status="200"}`: 1,
+		`todo_http_requests_total{route="/api/tasks",method="GET",status="429"}`:      1,
+		`todo_http_requests_total{route="/api/tasks",method="GET",status="401"}`:      1,
+		`todo_http_requests_total{route="/api/tasks/{id}",method="GET",status="401"}`: 1,
+		`todo_http_requests_total{route="unmatched",method="OTHER",status="404"}`:     1,
+		`todo_http_requests_total{route="/healthz",method="GET",status="200"}`:        1,
+		`todo_auth_failures_total{reason="missing"}`:                                  1,
+		`todo_auth_failures_total{reason="malformed"}`:                                1,
+		`todo_rate_limited_total`:                                                 1,
+		`todo_http_request_duration_seconds_count{route="/api/tasks"}`:            3,
+		`todo_http_request_duration_seconds_bucket{route="/api/tasks",le="+Inf"}`: 3,
+		`todo_http_requests_in_flight`:                                            0,
+		`todo_db_connections_max`:                                                 20,
+	} {
+		if got, ok := samples[series]; !ok || got != want {
+			t.Errorf("%s = %v (present %v); want %v", series, got, ok, want)
+		}
+	}
+	for _, name := range []string{"todo_db_connections_open", "todo_db_connections_in_use", "todo_db_connections_idle", "todo_db_wait_count_total", "todo_db_wait_duration_seconds_total", "go_goroutines"} {
+		if _, ok := samples[name]; !ok {
+			t.Errorf("%s missing", name)
+		}
+	}
+	// Buckets are cumulative.
+	prev := -1.0
+	for _, le := range []string{"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"} {
+		v := samples[`todo_http_request_duration_seconds_bucket{route="/api/tasks",le="`+le+`"}`]
+		if v < prev {
+			t.Errorf("bucket le=%s = %v is below the previous %v", le, v, prev)
+		}
+		prev = v
+	}
+	if res := srv.request(t, "GET", "/metrics", token, nil); res.status != http.StatusNotFound {
+		t.Errorf("GET /metrics on the API handler = %d; want 404", res.status)
+	}
+}
+
+func TestMetricsOnlyOnTheirOwnListener(t *testing.T) {
+	t.Parallel()
+	base, stop, done, logs := startProgram(t, baseEnv(map[string]string{"METRICS_ADDR": "127.0.0.1:0"}))
+	defer func() { stop(); <-done }()
+	var metricsAddr string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var entry struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "metrics listening" {
+			metricsAddr = entry.Addr
+		}
+	}
+	if metricsAddr == "" {
+		t.Fatalf("no metrics listener logged:\n%s", logs)
+	}
+	public := &testServer{Server: &httptest.Server{URL: base}}
+	wantError(t, public.request(t, "GET", "/metrics", "", nil), http.StatusNotFound, codeNotFound)
+	res, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), "todo_http_requests_total") {
+		t.Fatalf("metrics listener = %d %s", res.StatusCode, body)
+	}
+	parseExposition(t, string(body))
 }

@@ -17,3 +17,19 @@ pg_init "$tmp/data" "$tmp/sock" throwaway
 pg_start "$tmp/data"
 
 DATABASE_URL="host=$tmp/sock user=todo dbname=postgres sslmode=disable" bash scripts/gotest.sh "$@"
+
+# The document the real binary serves must be valid OpenAPI.
+go build -o "$tmp/todo-backend" .
+DATABASE_URL="host=$tmp/sock user=todo dbname=postgres sslmode=disable" \
+	BETTER_AUTH_SECRET=openapi-check-secret-of-at-least-32-bytes PORT=0 \
+	"$tmp/todo-backend" 2>"$tmp/server.log" &
+server=$!
+addr=
+for _ in $(seq 1 100); do
+	addr=$(sed -n 's/.*"msg":"listening","addr":"[^"]*:\([0-9]*\)".*/127.0.0.1:\1/p' "$tmp/server.log")
+	[ -n "$addr" ] && break
+	sleep 0.1
+done
+curl -fsS "http://$addr/openapi.json" -o "$tmp/openapi.json"
+kill -TERM "$server" && wait "$server"
+bash scripts/check-openapi.sh "$tmp/openapi.json"
