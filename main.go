@@ -77,7 +77,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 
-	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	verifier := newVerifiers(cfg, nil)
+	if verifier.jwks != nil {
+		cache := newJWKSCache(cfg.jwksURL, logger)
+		cache.start(ctx)
+		verifier.jwks.keys = cache
+	}
 	stats := newMetrics(db)
 	conns := &connTracker{states: map[net.Conn]http.ConnState{}}
 	srv := &http.Server{
@@ -278,6 +283,9 @@ type config struct {
 	rateLimitRPS    float64
 	rateLimitBurst  int
 	metricsAddr     string // empty: no metrics listener
+	authOrigin      string // origin of BETTER_AUTH_URL; empty: no JWKS tokens
+	jwksURL         string
+	clock           func() time.Time // nil: time.Now; tests pin it
 }
 
 // minSecretBytes is the HS256 key size RFC 7518 section 3.2 asks for.
@@ -298,11 +306,33 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, errors.New("DATABASE_URL is required (a PostgreSQL URL or key=value DSN; NEON_DATABASE_URL is accepted too)")
 	}
 
-	secret, err := loadSecret(getenv)
-	if err != nil {
-		return config{}, err
+	if raw := getenv("BETTER_AUTH_URL"); raw != "" {
+		origin, err := betterAuthOrigin(raw)
+		if err != nil {
+			return config{}, fmt.Errorf("BETTER_AUTH_URL: %w", err)
+		}
+		cfg.authOrigin = origin
+		cfg.jwksURL = origin + "/api/auth/jwks"
 	}
-	cfg.secret = secret
+	if raw := getenv("JWKS_URL"); raw != "" {
+		if cfg.authOrigin == "" {
+			return config{}, errors.New("JWKS_URL needs BETTER_AUTH_URL too (its origin is the tokens' iss and aud)")
+		}
+		if _, err := betterAuthOrigin(raw); err != nil {
+			return config{}, fmt.Errorf("JWKS_URL: %w", err)
+		}
+		cfg.jwksURL = raw
+	}
+
+	// With JWKS on, the shared secret is optional; with both, both kinds
+	// of token work.
+	if getenv("BETTER_AUTH_SECRET") != "" || cfg.authOrigin == "" {
+		secret, err := loadSecret(getenv)
+		if err != nil {
+			return config{}, err
+		}
+		cfg.secret = secret
+	}
 
 	port := getenv("PORT")
 	if port == "" {
@@ -313,6 +343,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	cfg.addr = ":" + port
 
+	var err error
 	origins := getenv("CORS_ORIGINS")
 	if origins == "" {
 		origins = "http://localhost:3000"
@@ -403,7 +434,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 func loadSecret(getenv func(string) string) ([]byte, error) {
 	secret := getenv("BETTER_AUTH_SECRET")
 	if secret == "" {
-		return nil, errors.New("BETTER_AUTH_SECRET is required (the HS256 secret shared with Better Auth, at least 32 bytes)")
+		return nil, errors.New("BETTER_AUTH_SECRET is required (the HS256 secret shared with Better Auth, at least 32 bytes), unless BETTER_AUTH_URL turns on JWKS tokens")
 	}
 	if len(secret) < minSecretBytes {
 		return nil, fmt.Errorf("BETTER_AUTH_SECRET must be at least %d bytes, got %d", minSecretBytes, len(secret))
@@ -455,6 +486,28 @@ func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, erro
 	}
 }
 
+// newVerifiers builds the token verifiers cfg asks for. JWKS tokens must
+// carry the origin of BETTER_AUTH_URL as iss and aud (what Better Auth's
+// own verifier checks) unless JWT_ISSUER / JWT_AUDIENCE say otherwise, and
+// their user id is sub.
+func newVerifiers(cfg config, keys keySource) *verifiers {
+	v := &verifiers{}
+	if cfg.secret != nil {
+		v.hs256 = newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	}
+	if cfg.authOrigin != "" {
+		rules := claimRules{issuer: cfg.authOrigin, audience: cfg.authOrigin, userClaims: []string{"sub"}}
+		if cfg.issuer != "" {
+			rules.issuer = cfg.issuer
+		}
+		if cfg.audience != "" {
+			rules.audience = cfg.audience
+		}
+		v.jwks = &jwksVerifier{keys: keys, rules: rules}
+	}
+	return v
+}
+
 // server holds the dependencies every handler shares.
 type server struct {
 	logger    *slog.Logger
@@ -482,6 +535,9 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 		metrics:   stats,
 		dbTimeout: cfg.dbTimeout,
 		now:       time.Now,
+	}
+	if cfg.clock != nil {
+		s.now = cfg.clock
 	}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
