@@ -3539,3 +3539,32 @@ func TestRunWithUnreachableJWKS(t *testing.T) {
 		t.Errorf("the failed JWKS fetch was not logged:\n%s", logs)
 	}
 }
+
+// TestRunAcceptsJWKSTokens goes through the real program's settings:
+// BETTER_AUTH_URL (with a path and a trailing slash) names the JWKS server,
+// and a token in the shape Better Auth's default configuration signs is
+// accepted beside HS256 ones.
+func TestRunAcceptsJWKSTokens(t *testing.T) {
+	t.Parallel()
+	key := newTestKey(t, "EdDSA", "current")
+	server := newJWKSServer(t, jwksJSON(key))
+	base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"BETTER_AUTH_URL": server.URL + "/api/auth/"}))
+	defer func() { stop(); <-done }()
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+
+	user := newUser(t)
+	claims := betterAuthClaims(user, time.Now())
+	claims["iss"], claims["aud"] = server.URL, server.URL
+	token := key.sign(t, "EdDSA", claims)
+	task := mustCreate(t, srv, token, map[string]any{"title": "signed by the plugin's key"})
+	if task.UserID != user {
+		t.Fatalf("task owned by %q; want %q", task.UserID, user)
+	}
+	mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "HS256 beside it"})
+
+	claims["aud"] = "http://elsewhere.example"
+	wantError(t, srv.request(t, "GET", "/api/tasks", key.sign(t, "EdDSA", claims), nil), http.StatusUnauthorized, codeAuthenticationRequired)
+	if server.count() != 1 {
+		t.Errorf("JWKS fetched %d times; want once, at start", server.count())
+	}
+}
