@@ -3,7 +3,7 @@
 BINARY  := bin/todo-backend
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run test build vet fmt ci clean faults
+.PHONY: run test build vet fmt ci clean faults bench load
 
 run: ## local PostgreSQL in .dev/ and the server on :8000
 	@bash scripts/dev.sh
@@ -28,3 +28,9 @@ clean:
 
 faults: ## SIGKILL PostgreSQL and SIGTERM the server under load; count lost writes
 	@bash scripts/faults.sh
+
+bench: ## Go benchmarks over a throwaway PostgreSQL
+	@bash scripts/bench.sh
+
+load: ## wrk against the binary vs pgbench ceilings (see scripts/load.sh)
+	@bash scripts/load.sh

@@ -5,39 +5,116 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
-// tokenVerifier turns a bearer token into the user id it was issued for.
+// tokenVerifier turns a bearer token into the user id it was issued for,
+// and tells until when the token is valid.
 type tokenVerifier interface {
-	Verify(token string, now time.Time) (userID string, err error)
+	VerifyUntil(token string, now time.Time) (userID string, validUntil time.Time, err error)
 }
-
-type userIDKey struct{}
 
 // userIDFrom returns the authenticated user id that requireAuth stored.
 func userIDFrom(ctx context.Context) (string, bool) {
-	userID, ok := ctx.Value(userIDKey{}).(string)
-	return userID, ok && userID != ""
+	info := infoFrom(ctx)
+	if info == nil || info.userID == "" {
+		return "", false
+	}
+	return info.userID, true
+}
+
+// tokenCache remembers tokens that verified, so a client sending the same
+// token with every request pays for the HMAC and the claims once. An entry
+// lives until the token expires or tokenCacheMaxAge passes, whichever is
+// first (so a JWKS key the issuer rotates out stops working within that
+// time); the map is capped, evicting a random entry when full. Entries are
+// keyed by the whole token, so a token differing in any byte is verified
+// from scratch.
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]cachedToken
+	max     int
+}
+
+type cachedToken struct {
+	userID string
+	until  time.Time
+}
+
+const (
+	tokenCacheSize   = 4096
+	tokenCacheMaxAge = time.Minute
+)
+
+func newTokenCache(size int) *tokenCache {
+	return &tokenCache{entries: make(map[string]cachedToken, size), max: size}
+}
+
+func (c *tokenCache) get(token string, now time.Time) (string, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[token]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.until) {
+		return "", false
+	}
+	return e.userID, true
+}
+
+func (c *tokenCache) put(token, userID string, validUntil, now time.Time) {
+	until := now.Add(tokenCacheMaxAge)
+	if validUntil.Before(until) {
+		until = validUntil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		for k := range c.entries { // map order is random: a random victim
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[token] = cachedToken{userID: userID, until: until}
+}
+
+// verify checks token through the cache.
+func (c *tokenCache) verify(v tokenVerifier, token string, now time.Time) (string, error) {
+	if userID, ok := c.get(token, now); ok {
+		return userID, nil
+	}
+	userID, until, err := v.VerifyUntil(token, now)
+	if err != nil {
+		return "", err
+	}
+	c.put(token, userID, until, now)
+	return userID, nil
 }
 
 // requireAuth lets a request through only with a valid bearer token, before
 // anything else about the request (body, route, method) is looked at. Every
 // failure gets the same 401; the reason goes to the request's log line.
 func requireAuth(verifier tokenVerifier, now func() time.Time, next http.Handler) http.Handler {
+	cache := newTokenCache(tokenCacheSize)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r.Header)
 		if !ok {
 			rejectUnauthenticated(w, r, errNoBearerToken)
 			return
 		}
-		userID, err := verifier.Verify(token, now())
+		userID, err := cache.verify(verifier, token, now())
 		if err != nil {
 			rejectUnauthenticated(w, r, err)
 			return
 		}
-		noteUserID(r.Context(), userID)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userIDKey{}, userID)))
+		// The user id lives in the request's info, which logRequests put
+		// in the context; a handler used without it gets one here.
+		info := infoFrom(r.Context())
+		if info == nil {
+			info = &requestInfo{}
+			r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		}
+		info.userID = userID
+		next.ServeHTTP(w, r)
 	})
 }
 

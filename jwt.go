@@ -109,20 +109,22 @@ type claimRules struct {
 }
 
 // check reads the payload of a token whose signature is valid and returns
-// its user id.
-func (c claimRules) check(payloadB64 string, now time.Time) (string, error) {
+// its user id and the time it expires (exp plus the leeway).
+func (c claimRules) check(payloadB64 string, now time.Time) (string, time.Time, error) {
 	payload, err := decodeSegment(payloadB64)
 	if err != nil {
-		return "", errTokenMalformed
+		return "", time.Time{}, errTokenMalformed
 	}
 	var claims map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &claims); err != nil || claims == nil {
-		return "", errTokenMalformed
+		return "", time.Time{}, errTokenMalformed
 	}
-	if err := c.checkTimesAndParties(claims, now); err != nil {
-		return "", err
+	expires, err := c.checkTimesAndParties(claims, now)
+	if err != nil {
+		return "", time.Time{}, err
 	}
-	return c.userID(claims)
+	userID, err := c.userID(claims)
+	return userID, expires, err
 }
 
 // hs256Verifier checks HS256 tokens against one shared secret. It is safe
@@ -143,64 +145,72 @@ func newHS256Verifier(secret []byte, issuer, audience, userClaim string) *hs256V
 // Verify returns the user id that token carries when the token is valid at
 // time now, and an error naming the first rule it breaks otherwise.
 func (v *hs256Verifier) Verify(token string, now time.Time) (string, error) {
+	userID, _, err := v.VerifyUntil(token, now)
+	return userID, err
+}
+
+// VerifyUntil is Verify that also tells until when the token is valid.
+func (v *hs256Verifier) VerifyUntil(token string, now time.Time) (string, time.Time, error) {
 	p, err := parseToken(token)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	return v.verifyParsed(p, now)
 }
 
-func (v *hs256Verifier) verifyParsed(p parsedToken, now time.Time) (string, error) {
+func (v *hs256Verifier) verifyParsed(p parsedToken, now time.Time) (string, time.Time, error) {
 	// The algorithm is pinned before the signature is looked at, so neither
 	// "none" nor a confused algorithm ever reaches the comparison.
 	if p.alg != "HS256" {
-		return "", errTokenAlgorithm
+		return "", time.Time{}, errTokenAlgorithm
 	}
 	if len(p.signature) != sha256.Size || !hmac.Equal(p.signature, v.sign(p.signingInput)) {
-		return "", errTokenSignature
+		return "", time.Time{}, errTokenSignature
 	}
 	return v.rules.check(p.payloadB64, now)
 }
 
-func (c claimRules) checkTimesAndParties(claims map[string]json.RawMessage, now time.Time) error {
+// checkTimesAndParties returns when the token stops being valid.
+func (c claimRules) checkTimesAndParties(claims map[string]json.RawMessage, now time.Time) (time.Time, error) {
 	rawExp, ok := claims["exp"]
 	if !ok {
-		return errTokenMissingExp
+		return time.Time{}, errTokenMissingExp
 	}
 	exp, err := numericDate(rawExp)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
-	if !now.Before(exp.Add(clockLeeway)) {
-		return errTokenExpired
+	expires := exp.Add(clockLeeway)
+	if !now.Before(expires) {
+		return time.Time{}, errTokenExpired
 	}
 	if raw, ok := claims["nbf"]; ok {
 		nbf, err := numericDate(raw)
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
 		if nbf.After(now.Add(clockLeeway)) {
-			return errTokenNotYetValid
+			return time.Time{}, errTokenNotYetValid
 		}
 	}
 	if raw, ok := claims["iat"]; ok {
 		iat, err := numericDate(raw)
 		if err != nil {
-			return err
+			return time.Time{}, err
 		}
 		if iat.After(now.Add(clockLeeway)) {
-			return errTokenIssuedFuture
+			return time.Time{}, errTokenIssuedFuture
 		}
 	}
 	if c.issuer != "" {
 		if iss, ok := jsonString(claims["iss"]); !ok || iss != c.issuer {
-			return errTokenIssuer
+			return time.Time{}, errTokenIssuer
 		}
 	}
 	if c.audience != "" && !audienceContains(claims["aud"], c.audience) {
-		return errTokenAudience
+		return time.Time{}, errTokenAudience
 	}
-	return nil
+	return expires, nil
 }
 
 // userID takes the first of the configured claims that is present; a present
@@ -501,23 +511,23 @@ var asymmetricAlgs = map[string]bool{
 	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
 }
 
-func (v *jwksVerifier) verifyParsed(p parsedToken, now time.Time) (string, error) {
+func (v *jwksVerifier) verifyParsed(p parsedToken, now time.Time) (string, time.Time, error) {
 	if !asymmetricAlgs[p.alg] {
-		return "", errTokenAlgorithm
+		return "", time.Time{}, errTokenAlgorithm
 	}
 	if p.kid == "" {
-		return "", errTokenUnknownKey
+		return "", time.Time{}, errTokenUnknownKey
 	}
 	k, err := v.keys.key(p.kid)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	// The key decides the algorithm; the header must agree with it.
 	if !k.allows(p.alg) {
-		return "", errTokenAlgorithm
+		return "", time.Time{}, errTokenAlgorithm
 	}
 	if !k.verify(p.alg, p.signingInput, p.signature) {
-		return "", errTokenSignature
+		return "", time.Time{}, errTokenSignature
 	}
 	return v.rules.check(p.payloadB64, now)
 }
@@ -531,18 +541,24 @@ type verifiers struct {
 }
 
 func (v *verifiers) Verify(token string, now time.Time) (string, error) {
+	userID, _, err := v.VerifyUntil(token, now)
+	return userID, err
+}
+
+// VerifyUntil is Verify that also tells until when the token is valid.
+func (v *verifiers) VerifyUntil(token string, now time.Time) (string, time.Time, error) {
 	p, err := parseToken(token)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	if p.alg == "HS256" {
 		if v.hs256 == nil {
-			return "", errTokenAlgorithm
+			return "", time.Time{}, errTokenAlgorithm
 		}
 		return v.hs256.verifyParsed(p, now)
 	}
 	if v.jwks == nil {
-		return "", errTokenAlgorithm
+		return "", time.Time{}, errTokenAlgorithm
 	}
 	return v.jwks.verifyParsed(p, now)
 }

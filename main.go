@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -218,26 +219,28 @@ func (t *connTracker) countNew() int {
 	return n
 }
 
-// runToken prints an HS256 token for USER_ID so the API can be tried with
-// curl; it needs BETTER_AUTH_SECRET but no database.
+// runToken prints an HS256 token for each USER_ID, one per line, so the API
+// can be tried with curl (and loaded by scripts/load.sh); it needs
+// BETTER_AUTH_SECRET but no database.
 func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("token", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	ttl := flags.Duration("ttl", time.Hour, "how long the token is valid")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: todo-backend token [-ttl 1h] USER_ID")
+		fmt.Fprintln(stderr, "usage: todo-backend token [-ttl 1h] USER_ID... (one token per line)")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
-	if flags.NArg() != 1 {
+	if flags.NArg() == 0 {
 		flags.Usage()
-		return errors.New("token: give exactly one USER_ID")
+		return errors.New("token: give at least one USER_ID")
 	}
-	userID := flags.Arg(0)
-	if userID == "" || len(userID) > maxUserIDBytes || strings.IndexByte(userID, 0) >= 0 {
-		return fmt.Errorf("token: USER_ID must be 1 to %d bytes", maxUserIDBytes)
+	for _, userID := range flags.Args() {
+		if userID == "" || len(userID) > maxUserIDBytes || strings.IndexByte(userID, 0) >= 0 {
+			return fmt.Errorf("token: USER_ID must be 1 to %d bytes", maxUserIDBytes)
+		}
 	}
 	if *ttl <= 0 {
 		return errors.New("token: -ttl must be positive")
@@ -251,19 +254,23 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	if claimName == "" {
 		claimName = "sub"
 	}
-	claims := map[string]any{claimName: userID, "iat": now.Unix(), "exp": now.Add(*ttl).Unix()}
-	if iss := getenv("JWT_ISSUER"); iss != "" {
-		claims["iss"] = iss
+	signer := newHS256Verifier(secret, "", "", "")
+	out := bufio.NewWriter(stdout)
+	for _, userID := range flags.Args() {
+		claims := map[string]any{claimName: userID, "iat": now.Unix(), "exp": now.Add(*ttl).Unix()}
+		if iss := getenv("JWT_ISSUER"); iss != "" {
+			claims["iss"] = iss
+		}
+		if aud := getenv("JWT_AUDIENCE"); aud != "" {
+			claims["aud"] = aud
+		}
+		token, err := signer.Sign(claims)
+		if err != nil {
+			return fmt.Errorf("token: %w", err)
+		}
+		fmt.Fprintln(out, token)
 	}
-	if aud := getenv("JWT_AUDIENCE"); aud != "" {
-		claims["aud"] = aud
-	}
-	token, err := newHS256Verifier(secret, "", "", "").Sign(claims)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	fmt.Fprintln(stdout, token)
-	return nil
+	return out.Flush()
 }
 
 // config is everything the server reads from its environment.
@@ -398,7 +405,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		value    int
 		min, max int
 	}{
-		{"DB_MAX_CONNS", &cfg.dbMaxConns, 10, 1, 1000},
+		{"DB_MAX_CONNS", &cfg.dbMaxConns, 8, 1, 1000},
 		{"RATE_LIMIT_BURST", &cfg.rateLimitBurst, 100, 1, 1_000_000},
 	}
 	for _, c := range counts {
@@ -762,12 +769,6 @@ func requestIDFrom(ctx context.Context) string {
 	return ""
 }
 
-func noteUserID(ctx context.Context, userID string) {
-	if info := infoFrom(ctx); info != nil {
-		info.userID = userID
-	}
-}
-
 func noteAuthFailure(ctx context.Context, err error) {
 	if info := infoFrom(ctx); info != nil {
 		info.authFailure = err
@@ -1033,24 +1034,48 @@ type jsonAppender interface {
 
 // encode writes v as the JSON body of an answer with status.
 func encode(w http.ResponseWriter, status int, v any) {
-	var body []byte
 	if a, ok := v.(jsonAppender); ok {
-		body = a.appendJSON(make([]byte, 0, 512))
-	} else {
-		var err error
-		if body, err = json.Marshal(v); err != nil {
-			// Only our own types reach here; a failure is a bug, and the
-			// client still gets the contract's shape.
-			status = http.StatusInternalServerError
-			body = []byte(`{"detail":"internal error","error_code":"INTERNAL_ERROR"}`)
-		}
+		buf := getBuffer()
+		defer putBuffer(buf)
+		*buf = a.appendJSON((*buf)[:0])
+		writeJSON(w, status, *buf)
+		return
 	}
-	body = append(body, '\n')
+	body, err := json.Marshal(v)
+	if err != nil {
+		// Only our own types reach here; a failure is a bug, and the
+		// client still gets the contract's shape.
+		status = http.StatusInternalServerError
+		body = []byte(`{"detail":"internal error","error_code":"INTERNAL_ERROR"}`)
+	}
+	writeJSON(w, status, body)
+}
+
+// writeJSON sends body, which the caller may reuse afterwards, and a newline.
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = contentTypeJSON
+	h["Content-Length"] = []string{strconv.Itoa(len(body) + 1)}
 	w.WriteHeader(status)
 	w.Write(body)
+	w.Write(newline)
+}
+
+var (
+	contentTypeJSON = []string{"application/json"}
+	newline         = []byte{'\n'}
+)
+
+// bufferPool recycles response buffers; a list of 50 tasks is about 9 KiB.
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+// putBuffer returns a buffer unless it grew past what is worth keeping.
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		bufferPool.Put(b)
+	}
 }
 
 // maxBodyBytes is the largest request body accepted.

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -1617,7 +1618,7 @@ func TestLoadConfigDefaultsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.databaseURL != "host=neon" || cfg.addr != ":8000" || !cfg.cors.origins["http://localhost:3000"] || cfg.logLevel != slog.LevelInfo ||
-		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 10 {
+		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 8 {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	cfg, err = loadConfig(envFrom(map[string]string{
@@ -1653,7 +1654,11 @@ func TestTokenCommand(t *testing.T) {
 		t.Errorf("token valid past its -ttl: %v", err)
 	}
 
-	for _, args := range [][]string{{"token"}, {"token", "a", "b"}, {"token", "-ttl", "-1h", "a"}, {"token", "-nope", "a"}, {"token", strings.Repeat("u", 256)}} {
+	stdout.Reset()
+	if err := run(context.Background(), []string{"todo-backend", "token", "a", "b", "c"}, env, &stdout, io.Discard); err != nil || strings.Count(stdout.String(), "\n") != 3 {
+		t.Errorf("three user ids = %q, %v; want three lines", stdout.String(), err)
+	}
+	for _, args := range [][]string{{"token"}, {"token", "a", ""}, {"token", "-ttl", "-1h", "a"}, {"token", "-nope", "a"}, {"token", strings.Repeat("u", 256)}} {
 		if err := run(context.Background(), append([]string{"todo-backend"}, args...), env, io.Discard, io.Discard); err == nil {
 			t.Errorf("todo-backend %v succeeded; want an error", args)
 		}
@@ -1802,6 +1807,54 @@ func TestRunFailsFastOnWrongDatabase(t *testing.T) {
 }
 
 // --- decoding and encoding -------------------------------------------------
+
+func TestTimestamps(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		want string
+	}{
+		{"2026-01-18 10:00:00.123456+00", "2026-01-18T10:00:00.123456Z"},
+		{"2026-01-18 10:00:00+00", "2026-01-18T10:00:00.000000Z"},
+		{"2026-01-18 10:00:00.1+00", "2026-01-18T10:00:00.100000Z"},
+		{"2026-01-18 12:30:00.5+02:30", "2026-01-18T10:00:00.500000Z"},
+		{"2026-01-18 05:00:00-05", "2026-01-18T10:00:00.000000Z"},
+		{"2026-01-01 00:20:15-09:39:45", "2026-01-01T10:00:00.000000Z"},
+		{"2024-02-29 23:59:59.999999+00", "2024-02-29T23:59:59.999999Z"},
+	} {
+		got, ok := parsePGTimestamp(tt.in)
+		if !ok {
+			t.Errorf("parsePGTimestamp(%q) failed", tt.in)
+			continue
+		}
+		if s := string(appendTimestamp(nil, got)); s != tt.want {
+			t.Errorf("parsePGTimestamp(%q) = %s; want %s", tt.in, s, tt.want)
+		}
+		if s := string(appendTimestamp(nil, got)); s != got.UTC().Format(timeLayout) {
+			t.Errorf("appendTimestamp = %s; time.Format gives %s", s, got.UTC().Format(timeLayout))
+		}
+	}
+	for _, bad := range []string{"", "2026-01-18", "2026-01-18T10:00:00Z", "2026-01-18 10:00:00", "2026-01-18 10:00:00+0", "2026-01-18 10:00:00+00:3", "2026-01-18 10:00:00 BC", "20x6-01-18 10:00:00+00", "2026-01-18 10:00:00+00;00"} {
+		if got, ok := parsePGTimestamp(bad); ok {
+			t.Errorf("parsePGTimestamp(%q) = %v; want a failure", bad, got)
+		}
+	}
+	var scanned time.Time
+	if err := (pgTimestamp{&scanned}).Scan([]byte("2026-01-18 10:00:00+00")); err != nil || !scanned.Equal(pinnedNow) {
+		t.Errorf("Scan([]byte) = %v, %v", scanned, err)
+	}
+	if err := (pgTimestamp{&scanned}).Scan(42); err == nil {
+		t.Error("Scan(42) succeeded")
+	}
+	if err := (pgTimestamp{&scanned}).Scan("yesterday"); err == nil {
+		t.Error(`Scan("yesterday") succeeded`)
+	}
+	// Years outside 0..9999 fall back to the standard formatter.
+	far := time.Date(12026, 1, 2, 3, 4, 5, 6000, time.UTC)
+	if got := string(appendTimestamp(nil, far)); got != far.Format(timeLayout) {
+		t.Errorf("appendTimestamp(year 12026) = %s", got)
+	}
+}
 
 func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 	t.Parallel()
@@ -3566,5 +3619,250 @@ func TestRunAcceptsJWKSTokens(t *testing.T) {
 	wantError(t, srv.request(t, "GET", "/api/tasks", key.sign(t, "EdDSA", claims), nil), http.StatusUnauthorized, codeAuthenticationRequired)
 	if server.count() != 1 {
 		t.Errorf("JWKS fetched %d times; want once, at start", server.count())
+	}
+}
+
+// --- benchmarks (make bench) -------------------------------------------------
+
+func BenchmarkVerifyHS256(b *testing.B) {
+	v := newHS256Verifier([]byte(testSecret), "", "", "")
+	token, _ := v.Sign(map[string]any{"sub": "bench-user", "iat": pinnedNow.Unix(), "exp": pinnedNow.Add(time.Hour).Unix()})
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := v.Verify(token, pinnedNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkVerifyEdDSA(b *testing.B) {
+	data, _ := os.ReadFile("testdata/jwt/vectors.json")
+	var vectors jwtVectors
+	json.Unmarshal(data, &vectors)
+	vec := vectors.Vectors[0]
+	keys, _, _ := parseJWKS(vec.JWKS)
+	v := &verifiers{jwks: &jwksVerifier{keys: staticKeys(keys), rules: claimRules{issuer: vectors.BaseURL, audience: vectors.BaseURL, userClaims: []string{"sub"}}}}
+	now := time.Unix(vec.Iat+60, 0)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := v.Verify(vec.Token, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchTask() Task {
+	desc := "two litres, the \"good\" kind"
+	return Task{ID: 123456, UserID: "Xk3v9w1d0aQ", Title: "Buy milk and other things", Description: &desc, Completed: true, CreatedAt: pinnedNow, UpdatedAt: pinnedNow, Version: 3}
+}
+
+func BenchmarkEncodeTask(b *testing.B) {
+	task := benchTask()
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = task.appendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkEncodeTaskList50(b *testing.B) {
+	task := benchTask()
+	buf := make([]byte, 0, 16<<10)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = append(buf[:0], '[')
+		for j := 0; j < 50; j++ {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = task.appendJSON(buf)
+		}
+		buf = append(buf, ']')
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkDecodeTask(b *testing.B) {
+	body := []byte(`{"title":"  Buy milk  ","description":"two litres","completed":false}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		obj, apiErr := decodeObject(body)
+		if apiErr != nil {
+			b.Fatal(apiErr.detail)
+		}
+		if _, errs := parseTaskFields(obj); errs != nil {
+			b.Fatal(errs)
+		}
+	}
+}
+
+// discardWriter is the cheapest ResponseWriter, so the benchmark measures
+// the handler stack and the database, not a recorder.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header         { return w.header }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(status int)      { w.status = status }
+
+// BenchmarkEndpoints runs each endpoint through the real handler stack
+// (in-process, no network) over the real database.
+func BenchmarkEndpoints(b *testing.B) {
+	cfg := testConfig()
+	cfg.logLevel = slog.LevelWarn
+	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, nil)
+	user := "bench-" + randomHex(6)
+	token := rawToken(testSecret, `{"alg":"HS256","typ":"JWT"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(time.Hour).Unix()))
+	var ids []int64
+	for i := 0; i < 50; i++ {
+		var id int64
+		if err := testDB.QueryRow(`INSERT INTO tasks (user_id, title) VALUES ($1, $2) RETURNING id`, user, fmt.Sprintf("task %d", i)).Scan(&id); err != nil {
+			b.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	serve := func(b *testing.B, method, target, body string, want int) {
+		b.Helper()
+		var reader *strings.Reader
+		w := &discardWriter{header: http.Header{}}
+		for i := 0; i < b.N; i++ {
+			reader = strings.NewReader(body)
+			req := httptest.NewRequest(method, target, reader)
+			req.Header.Set("Authorization", "Bearer "+token)
+			for k := range w.header {
+				delete(w.header, k)
+			}
+			w.status = 0
+			handler.ServeHTTP(w, req)
+			if w.status != want && !(want == 200 && w.status == 0) {
+				b.Fatalf("%s %s = %d; want %d", method, target, w.status, want)
+			}
+		}
+	}
+	b.Run("list50", func(b *testing.B) { b.ReportAllocs(); serve(b, "GET", "/api/tasks", "", 200) })
+	b.Run("get", func(b *testing.B) { b.ReportAllocs(); serve(b, "GET", taskPath(ids[7]), "", 200) })
+	b.Run("update", func(b *testing.B) {
+		b.ReportAllocs()
+		serve(b, "PUT", taskPath(ids[8]), `{"title":"updated","completed":true}`, 200)
+	})
+	b.Run("complete", func(b *testing.B) {
+		b.ReportAllocs()
+		serve(b, "PATCH", taskPath(ids[9])+"/complete", `{"completed":true}`, 200)
+	})
+	b.Run("create", func(b *testing.B) {
+		b.ReportAllocs()
+		serve(b, "POST", "/api/tasks?x=1", `{"title":"created"}`, 201)
+		b.StopTimer()
+		testDB.Exec(`DELETE FROM tasks WHERE user_id = $1 AND title = 'created'`, user)
+	})
+	b.Run("auth401", func(b *testing.B) {
+		b.ReportAllocs()
+		saved := token
+		token = strings.TrimSuffix(token, token[len(token)-4:]) + "AAAA"
+		defer func() { token = saved }()
+		serve(b, "GET", "/api/tasks", "", 401)
+	})
+}
+
+// TestPgbenchScriptsAreTheServersSQL keeps scripts/pgbench, which measure
+// the database's own ceiling in make load, identical to the statements the
+// server prepares.
+func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
+	t.Parallel()
+	scripts := []struct {
+		file   string
+		query  string
+		params []string // the named variables for $1, $2, ...
+	}{
+		{"list.sql", listTasksSQL, []string{"user", "limit", "offset"}},
+		{"get.sql", getTaskSQL, []string{"user", "id"}},
+		{"create.sql", createTaskSQL, []string{"user", "title", "description", "completed"}},
+		{"update.sql", updateTaskSQL, []string{"user", "id", "title", "description_set", "description", "completed", "has_condition", "versions"}},
+		{"complete.sql", setCompletedSQL, []string{"user", "id", "completed", "has_condition", "versions"}},
+		{"delete.sql", deleteTaskSQL, []string{"user", "id", "has_condition", "versions"}},
+	}
+	normalize := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	for _, s := range scripts {
+		data, err := os.ReadFile("scripts/pgbench/" + s.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sqlLines []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, `\`) || strings.HasPrefix(line, "--") {
+				continue
+			}
+			sqlLines = append(sqlLines, line)
+		}
+		got := strings.TrimSuffix(strings.TrimSpace(strings.Join(sqlLines, "\n")), ";")
+		// Longest names first, so :description_set is not read as :description.
+		order := make([]int, len(s.params))
+		for i := range order {
+			order[i] = i
+		}
+		sort.Slice(order, func(a, b int) bool { return len(s.params[order[a]]) > len(s.params[order[b]]) })
+		for _, i := range order {
+			got = strings.ReplaceAll(got, ":"+s.params[i]+"::", fmt.Sprintf("$%d::", i+1))
+			got = strings.ReplaceAll(got, ":"+s.params[i], fmt.Sprintf("$%d", i+1))
+		}
+		if normalize(got) != normalize(s.query) {
+			t.Errorf("scripts/pgbench/%s is not the server's statement:\n got %s\nwant %s", s.file, normalize(got), normalize(s.query))
+		}
+	}
+}
+
+func TestTokenCache(t *testing.T) {
+	t.Parallel()
+	v := &verifiers{hs256: newHS256Verifier([]byte(testSecret), "", "", "")}
+	c := newTokenCache(3)
+	sign := func(sub string, exp time.Time) string {
+		token, _ := v.hs256.Sign(map[string]any{"sub": sub, "exp": exp.Unix()})
+		return token
+	}
+	now := pinnedNow
+	short := sign("short", now.Add(10*time.Second)) // valid until exp + 30 s leeway
+	long := sign("long", now.Add(time.Hour))
+	for _, token := range []string{short, long} {
+		if _, err := c.verify(v, token, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id, ok := c.get(short, now.Add(39*time.Second)); !ok || id != "short" {
+		t.Errorf("cached short token before its expiry: %q, %v", id, ok)
+	}
+	if _, ok := c.get(short, now.Add(40*time.Second)); ok {
+		t.Error("cache served a token past exp + leeway")
+	}
+	if _, err := c.verify(v, short, now.Add(40*time.Second)); !errors.Is(err, errTokenExpired) {
+		t.Errorf("expired token through the cache: %v; want expired", err)
+	}
+	if _, ok := c.get(long, now.Add(tokenCacheMaxAge)); ok {
+		t.Error("cache served a token longer than tokenCacheMaxAge")
+	}
+	for i := 0; i < 10; i++ {
+		c.verify(v, sign(fmt.Sprint("u", i), now.Add(time.Hour)), now)
+	}
+	if n := len(c.entries); n > 3 {
+		t.Errorf("cache holds %d entries; capped at 3", n)
+	}
+	tampered := long[:len(long)-2] + "AA"
+	if _, err := c.verify(v, tampered, now); err == nil {
+		t.Error("a tampered copy of a cached token passed")
+	}
+}
+
+func BenchmarkVerifyCached(b *testing.B) {
+	v := &verifiers{hs256: newHS256Verifier([]byte(testSecret), "", "", "")}
+	token, _ := v.hs256.Sign(map[string]any{"sub": "bench-user", "exp": pinnedNow.Add(time.Hour).Unix()})
+	c := newTokenCache(tokenCacheSize)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.verify(v, token, pinnedNow); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

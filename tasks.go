@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -120,28 +121,135 @@ func (t *Task) appendJSON(b []byte) []byte {
 	b = append(b, `,"completed":`...)
 	b = strconv.AppendBool(b, t.Completed)
 	b = append(b, `,"created_at":"`...)
-	b = t.CreatedAt.UTC().AppendFormat(b, timeLayout)
+	b = appendTimestamp(b, t.CreatedAt)
 	b = append(b, `","updated_at":"`...)
-	b = t.UpdatedAt.UTC().AppendFormat(b, timeLayout)
+	b = appendTimestamp(b, t.UpdatedAt)
 	return append(b, `"}`...)
+}
+
+// appendTimestamp writes t as timeLayout does, several times faster: it
+// runs twice for every task of every answer.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return t.AppendFormat(b, timeLayout)
+	}
+	hour, minute, second := t.Clock()
+	micro := t.Nanosecond() / 1000
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, second, 2)
+	b = append(b, '.')
+	b = appendDigits(b, micro, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits writes the last width decimal digits of a non-negative n.
+func appendDigits(b []byte, n, width int) []byte {
+	var digits [8]byte
+	for i := width - 1; i >= 0; i-- {
+		digits[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, digits[:width]...)
+}
+
+// pgTimestamp scans timestamptz::text (PostgreSQL's ISO output, in the
+// session's time zone: 2026-01-18 10:00:00.123456+00, +05:30, -03 ...)
+// into a time.Time. It replaces lib/pq's general parser, which showed up as
+// a tenth of the CPU of a list; PostgreSQL runs the same output function
+// either way.
+type pgTimestamp struct{ t *time.Time }
+
+func (p pgTimestamp) Scan(src any) error {
+	var s string
+	switch v := src.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	default:
+		return fmt.Errorf("timestamp: unexpected %T", src)
+	}
+	t, ok := parsePGTimestamp(s)
+	if !ok {
+		return fmt.Errorf("timestamp: unexpected format %q", s)
+	}
+	*p.t = t
+	return nil
+}
+
+// parsePGTimestamp reads YYYY-MM-DD HH:MM:SS[.ffffff]±HH[:MM[:SS]].
+func parsePGTimestamp(s string) (time.Time, bool) {
+	if len(s) < len("2006-01-02 15:04:05+00") || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(from, to int) (int, bool) {
+		n := 0
+		for i := from; i < to; i++ {
+			c := s[i]
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(0, 4)
+	month, ok2 := num(5, 7)
+	day, ok3 := num(8, 10)
+	hour, ok4 := num(11, 13)
+	minute, ok5 := num(14, 16)
+	second, ok6 := num(17, 19)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
+		return time.Time{}, false
+	}
+	i, nanos := 19, 0
+	if i < len(s) && s[i] == '.' {
+		i++
+		scale := 100_000_000
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			nanos += int(s[i]-'0') * scale
+			scale /= 10
+		}
+	}
+	// The offset: ±HH, ±HH:MM or ±HH:MM:SS.
+	zone := len(s) - i
+	if (zone != 3 && zone != 6 && zone != 9) || (s[i] != '+' && s[i] != '-') {
+		return time.Time{}, false
+	}
+	sign := 1
+	if s[i] == '-' {
+		sign = -1
+	}
+	offset, ok := num(i+1, i+3)
+	if !ok {
+		return time.Time{}, false
+	}
+	offset *= 3600
+	for j, unit := i+3, 60; j < len(s); j, unit = j+3, 1 {
+		part, ok := num(j+1, j+3)
+		if s[j] != ':' || !ok {
+			return time.Time{}, false
+		}
+		offset += part * unit
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, second, nanos, time.UTC)
+	return t.Add(-time.Duration(sign*offset) * time.Second), true
 }
 
 // MarshalJSON lets encoding/json (and so the tests) see the same bytes.
 func (t Task) MarshalJSON() ([]byte, error) {
 	return t.appendJSON(nil), nil
-}
-
-type taskList []Task
-
-func (l taskList) appendJSON(b []byte) []byte {
-	b = append(b, '[')
-	for i := range l {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = l[i].appendJSON(b)
-	}
-	return append(b, ']')
 }
 
 const hexDigits = "0123456789abcdef"
@@ -338,12 +446,15 @@ func (s *server) handleListTasks() http.Handler {
 		userID, _ := userIDFrom(r.Context())
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
-		tasks, err := s.store.ListTasks(ctx, userID, filter)
+		buf := getBuffer()
+		defer putBuffer(buf)
+		body, err := s.store.AppendTaskList(ctx, (*buf)[:0], userID, filter)
+		*buf = body
 		if err != nil {
 			s.writeStoreError(w, r, err)
 			return
 		}
-		encode(w, http.StatusOK, taskList(tasks))
+		writeJSON(w, http.StatusOK, body)
 	})
 }
 

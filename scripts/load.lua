@@ -1,0 +1,124 @@
+-- wrk script for scripts/load.sh. Every request comes from a random one of
+-- the seeded users, with that user's token. Environment:
+--   LOAD_SCENARIO  list | get | create | update | mixed | auth401
+--   LOAD_TOKENS    file with one token per line, line N for user "N"
+--   LOAD_PER_USER  seeded tasks per user (user u owns ids (u-1)*P+1 .. u*P)
+local scenario = os.getenv("LOAD_SCENARIO")
+local perUser = tonumber(os.getenv("LOAD_PER_USER"))
+local tokens = {}
+for line in io.lines(os.getenv("LOAD_TOKENS")) do
+  tokens[#tokens + 1] = "Bearer " .. line
+end
+local users = #tokens
+local body = '{"title":"load","description":"load","completed":true}'
+local forged = "Bearer " .. tokens[1]:sub(8, -5) .. "AAAA"
+
+local created = {}   -- ids this thread created, for mixed's deletes
+
+function setup(thread)
+  thread:set("seed", math.random(1, 1000000))
+end
+
+local function pick()
+  local u = math.random(users)
+  return u, tokens[u]
+end
+
+local function seededID(u)
+  return (u - 1) * perUser + math.random(perUser)
+end
+
+local function list(u, auth)
+  return wrk.format("GET", "/api/tasks", { Authorization = auth })
+end
+
+local function get(u, auth)
+  return wrk.format("GET", "/api/tasks/" .. seededID(u), { Authorization = auth })
+end
+
+local function create(u, auth)
+  return wrk.format("POST", "/api/tasks", { Authorization = auth, ["Content-Type"] = "application/json" }, body)
+end
+
+local function update(u, auth)
+  return wrk.format("PUT", "/api/tasks/" .. seededID(u), { Authorization = auth, ["Content-Type"] = "application/json" }, body)
+end
+
+local function complete(u, auth)
+  return wrk.format("PATCH", "/api/tasks/" .. seededID(u) .. "/complete",
+    { Authorization = auth, ["Content-Type"] = "application/json" }, '{"completed":true}')
+end
+
+-- A delete takes a task this thread created, and its owner's token; with
+-- none yet, it is a read instead.
+local function delete()
+  local n = #created
+  if n == 0 then
+    local u, auth = pick()
+    return get(u, auth)
+  end
+  local entry = table.remove(created, math.random(n))
+  return wrk.format("DELETE", "/api/tasks/" .. entry.id, { Authorization = entry.auth })
+end
+
+-- mixed: 70% reads (list 20, get 50), 20% writes (create 10, update 5,
+-- complete 5), 10% deletes; scripts/pgbench weighs its scripts the same.
+local function mixed()
+  local r = math.random(100)
+  local u, auth = pick()
+  if r <= 20 then return list(u, auth)
+  elseif r <= 70 then return get(u, auth)
+  elseif r <= 80 then return create(u, auth)
+  elseif r <= 85 then return update(u, auth)
+  elseif r <= 90 then return complete(u, auth)
+  else return delete() end
+end
+
+local builders = { list = list, get = get, create = create, update = update }
+
+-- Requests are drawn in init, a random user each, and replayed in turn:
+-- building one with wrk.format per request costs wrk (which shares the
+-- machine with the server and PostgreSQL) more CPU than the server spends.
+local pool, nextRequest = {}, 0
+local poolSize = 20000
+
+function init(args)
+  math.randomseed(seed or os.time())
+  if scenario == "mixed" then return end
+  for i = 1, poolSize do
+    if scenario == "auth401" then
+      pool[i] = wrk.format("GET", "/api/tasks", { Authorization = forged })
+    else
+      local u, auth = pick()
+      pool[i] = builders[scenario](u, auth)
+    end
+  end
+end
+
+request = function()
+  if scenario == "mixed" then return mixed() end
+  nextRequest = nextRequest % poolSize + 1
+  return pool[nextRequest]
+end
+
+if scenario == "mixed" then
+  -- Responses come back across connections in any order, so a created
+  -- task's owner is read from its body (users are named "1", "2", ...).
+  response = function(status, headers, body)
+    if status == 201 then
+      local id = (headers["Location"] or ""):match("(%d+)$")
+      local owner = tonumber(body:match('"user_id":"(%d+)"'))
+      if id and owner and tokens[owner] then
+        created[#created + 1] = { id = id, auth = tokens[owner] }
+      end
+    end
+  end
+end
+
+done = function(summary, latency, _)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"non2xx":%d,"socket_errors":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end

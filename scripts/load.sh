@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# make load: how close the server comes to what PostgreSQL itself can do on
+# this machine, measured end to end.
+#
+# It starts a PostgreSQL of its own and the built binary (default settings
+# but LOG_LEVEL=warn and RATE_LIMIT_RPS=0), seeds 200 users x 50 tasks, and
+# drives the server with wrk (2 threads, 64 connections; every request from
+# a random user with that user's token) through the scenarios list, get,
+# create, update, mixed and auth401, interleaved over LOAD_ROUNDS rounds
+# (medians are reported). Then pgbench -M prepared -j 2 runs the server's
+# own statements (scripts/pgbench, kept identical to store.go by a test) at
+# 8, 16 and 64 clients; the best is each scenario's ceiling. Last, the scale
+# check reseeds 10,000 users x 100 tasks and runs get and list again, and
+# prints the plans of every statement.
+#
+# Settings: LOAD_DURATION (seconds per run, 10), LOAD_ROUNDS (3),
+# LOAD_SCALE (1; 0 skips the 1,000,000-row check), LOAD_PORT (18282).
+# Exits 1 when a target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/pg.sh
+
+duration=${LOAD_DURATION:-10}
+rounds=${LOAD_ROUNDS:-3}
+scale=${LOAD_SCALE:-1}
+port=${LOAD_PORT:-18282}
+base=http://127.0.0.1:$port
+
+for tool in wrk curl; do
+	command -v "$tool" >/dev/null || { echo "$tool is needed: apt-get install $tool" >&2; exit 1; }
+done
+bin=$(pg_bindir)
+[ -x "$bin/pgbench" ] || { echo "pgbench is needed (it comes with the PostgreSQL server packages)" >&2; exit 1; }
+
+tmp=$(mktemp -d /tmp/todo-load.XXXXXX)
+chmod 755 "$tmp"
+server_pid=
+cleanup() {
+	if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	pg_stop "$tmp/data"
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+echo "== setting up: PostgreSQL, the binary, the seed"
+pg_init "$tmp/data" "$tmp/sock"
+echo "max_connections = 200" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
+pg_start "$tmp/data"
+"$bin/createdb" -h "$tmp/sock" -U todo todo
+psql_todo() { "$bin/psql" -h "$tmp/sock" -U todo -d todo -v ON_ERROR_STOP=1 -qtA "$@"; }
+psql_todo -f schema.sql >/dev/null
+CGO_ENABLED=0 go build -trimpath -o "$tmp/todo-backend" .
+
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+users=0
+per_user=0
+seed() {
+	users=$1 per_user=$2
+	psql_todo -c "TRUNCATE tasks RESTART IDENTITY" \
+		-c "INSERT INTO tasks (user_id, title, description)
+		    SELECT s.u::text, 'task ' || t.i, CASE WHEN t.i % 2 = 0 THEN 'description of task ' || t.i END
+		    FROM generate_series(1, $users) AS s(u), generate_series(1, $per_user) AS t(i)
+		    ORDER BY s.u, t.i" \
+		-c "VACUUM ANALYZE tasks" >/dev/null
+	BETTER_AUTH_SECRET=$secret "$tmp/todo-backend" token -ttl 4h $(seq 1 "$users") >"$tmp/tokens"
+}
+# reset drops what a writing run added, so every list still sees 50 tasks.
+reset() {
+	psql_todo -c "DELETE FROM tasks WHERE id > $((users * per_user))" -c "VACUUM tasks" >/dev/null
+}
+
+start_server() {
+	DATABASE_URL="host=$tmp/sock user=todo dbname=todo sslmode=disable" BETTER_AUTH_SECRET=$secret \
+		PORT=$port LOG_LEVEL=warn RATE_LIMIT_RPS=0 "$tmp/todo-backend" 2>>"$tmp/server.log" &
+	server_pid=$!
+	for _ in $(seq 1 100); do
+		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	cat "$tmp/server.log" >&2
+	exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+ticks_per_second=$(getconf CLK_TCK)
+
+# run_wrk SCENARIO SECONDS: one wrk run; appends "req/s p50 p99 non2xx cpu_ms" to $tmp/SCENARIO.runs
+run_wrk() {
+	local scenario=$1 seconds=$2 before after out
+	before=$(cpu_ticks)
+	out=$(LOAD_SCENARIO=$scenario LOAD_TOKENS="$tmp/tokens" LOAD_PER_USER=$per_user \
+		wrk -t2 -c64 -d"${seconds}s" --timeout 5s -s scripts/load.lua "$base" 2>&1) || {
+		echo "$out" >&2
+		exit 1
+	}
+	after=$(cpu_ticks)
+	echo "$out" | sed -n 's/^RESULT //p' | awk -v cpu=$((after - before)) -v hz="$ticks_per_second" '{
+		match($0, /"requests":[0-9]+/); req = substr($0, RSTART + 11, RLENGTH - 11)
+		match($0, /"duration_us":[0-9]+/); dur = substr($0, RSTART + 14, RLENGTH - 14)
+		match($0, /"non2xx":[0-9]+/); bad = substr($0, RSTART + 9, RLENGTH - 9)
+		match($0, /"socket_errors":[0-9]+/); sock = substr($0, RSTART + 16, RLENGTH - 16)
+		match($0, /"p50_us":[0-9]+/); p50 = substr($0, RSTART + 9, RLENGTH - 9)
+		match($0, /"p99_us":[0-9]+/); p99 = substr($0, RSTART + 9, RLENGTH - 9)
+		printf "%.0f %.2f %.2f %d %.4f\n", req / (dur / 1e6), p50 / 1000, p99 / 1000, bad + sock, (cpu / hz * 1000) / req
+	}' >>"$tmp/$scenario.runs"
+}
+
+# median FILE COLUMN
+median() { awk -v c="$2" '{print $c}' "$1" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# total FILE COLUMN
+total() { awk -v c="$2" '{s += $c} END {print s + 0}' "$1"; }
+
+pgbench_tps() { # pgbench_tps CLIENTS SCRIPT-ARGS...
+	local clients=$1
+	shift
+	"$bin/pgbench" -h "$tmp/sock" -U todo -n -M prepared -j 2 -c "$clients" -T "$duration" \
+		-D users="$users" -D per_user="$per_user" -D seeded=$((users * per_user)) \
+		-D limit=9223372036854775807 -D offset=0 -D title=load -D description=load -D description_set=true \
+		-D completed=true -D has_condition=false -D 'versions={}' "$@" todo 2>&1 |
+		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
+}
+
+seed 200 50
+start_server
+echo "== warming up"
+run_wrk list 2 && rm -f "$tmp/list.runs"
+
+scenarios="list get create update mixed auth401"
+for round in $(seq 1 "$rounds"); do
+	echo "== round $round of $rounds: $scenarios (${duration}s each)"
+	for s in $scenarios; do
+		run_wrk "$s" "$duration"
+		case $s in create | mixed) reset ;; esac
+	done
+done
+peak_rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
+
+echo "== ceiling: pgbench -M prepared -j 2 at 8, 16 and 64 clients (${duration}s each)"
+for s in list get create update mixed; do
+	best=0 best_clients=0
+	for c in 8 16 64; do
+		if [ "$s" = mixed ]; then
+			tps=$(pgbench_tps "$c" -f scripts/pgbench/list.sql@20 -f scripts/pgbench/get.sql@50 -f scripts/pgbench/create.sql@10 \
+				-f scripts/pgbench/update.sql@5 -f scripts/pgbench/complete.sql@5 -f scripts/pgbench/delete.sql@10)
+		else
+			tps=$(pgbench_tps "$c" -f "scripts/pgbench/$s.sql")
+		fi
+		case $s in create | mixed) reset ;; esac
+		if awk -v a="$tps" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$tps best_clients=$c; fi
+	done
+	echo "$best $best_clients" >"$tmp/$s.ceiling"
+done
+
+missed=()
+report() { # report TITLE SCENARIOS...
+	local title=$1
+	shift
+	echo
+	echo "$title"
+	printf '%-8s %10s %8s %8s %8s %10s %14s %10s\n' scenario "req/s" "p50 ms" "p99 ms" non-2xx "CPU ms/req" "ceiling tps" "of ceiling"
+	for s in "$@"; do
+		local rps p50 p99 bad cpu ceiling clients pct
+		rps=$(median "$tmp/$s.runs" 1) p50=$(median "$tmp/$s.runs" 2) p99=$(median "$tmp/$s.runs" 3)
+		bad=$(total "$tmp/$s.runs" 4) cpu=$(median "$tmp/$s.runs" 5)
+		if [ -f "$tmp/$s.ceiling" ]; then
+			read -r ceiling clients <"$tmp/$s.ceiling"
+			pct=$(awk -v a="$rps" -v b="$ceiling" 'BEGIN { printf "%.0f%%", 100 * a / b }')
+			ceiling=$(printf '%.0f (%s)' "$ceiling" "$clients")
+		else
+			ceiling="-" pct="-"
+		fi
+		printf '%-8s %10s %8s %8s %8s %10s %14s %10s\n' "$s" "$rps" "$p50" "$p99" "$bad" "$cpu" "$ceiling" "$pct"
+		case $s in
+		list | get | create | update)
+			awk -v a="$rps" -v b="$(cut -d' ' -f1 "$tmp/$s.ceiling")" 'BEGIN { exit !(a >= 0.4 * b) }' || missed+=("$s below 40% of its ceiling")
+			[ "$bad" = 0 ] || missed+=("$s had $bad non-2xx answers")
+			;;
+		esac
+		awk -v p="$p99" 'BEGIN { exit !(p <= 15) }' || missed+=("$s p99 ${p99} ms over 15 ms")
+	done
+}
+
+report "== results, 200 users x 50 tasks (medians of $rounds rounds; non-2xx summed)" $scenarios
+peak_mib=$(awk -v k="$peak_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
+echo "peak RSS of the server: ${peak_mib} MiB"
+awk -v m="$peak_mib" 'BEGIN { exit !(m <= 20) }' || missed+=("peak RSS ${peak_mib} MiB over 20 MiB")
+
+if [ "$scale" = 1 ]; then
+	echo
+	echo "== scale: reseeding 10,000 users x 100 tasks (1,000,000 rows)"
+	for s in get list; do mv "$tmp/$s.runs" "$tmp/$s.small"; done
+	seed 10000 100
+	run_wrk get 2 && rm -f "$tmp/get.runs"
+	for round in $(seq 1 "$rounds"); do
+		for s in get list; do run_wrk "$s" "$duration"; done
+	done
+	echo "scenario  200x50 req/s  10000x100 req/s  change"
+	for s in get list; do
+		small=$(median "$tmp/$s.small" 1) large=$(median "$tmp/$s.runs" 1)
+		change=$(awk -v a="$small" -v b="$large" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')
+		printf '%-8s  %12s  %15s  %6s\n' "$s" "$small" "$large" "$change"
+		awk -v a="$small" -v b="$large" 'BEGIN { exit !(b >= 0.85 * a) }' || missed+=("$s at 1,000,000 rows is more than 15% below 200x50")
+	done
+	echo
+	echo "== plans at 1,000,000 rows (generic plans, as the server's prepared statements run)"
+	psql_todo -c "SET plan_cache_mode = force_generic_plan" \
+		-c "PREPARE list_tasks(text, bigint, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/list.sql | sed 's/:user/$1/; s/:limit/$2/; s/:offset/$3/; s/;$//')" \
+		-c "PREPARE get_task(text, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/get.sql | sed 's/:user/$1/; s/:id/$2/; s/;$//')" \
+		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY created_at DESC, id DESC LIMIT \$3 OFFSET \$4" \
+		-c "PREPARE update_task(text, bigint) AS UPDATE tasks SET version = version + 1 WHERE user_id = \$1 AND id = \$2 AND (NOT false OR version = ANY('{}'::bigint[]))" \
+		-c "PREPARE delete_task(text, bigint) AS DELETE FROM tasks WHERE user_id = \$1 AND id = \$2" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_completed('5000', true, 9223372036854775807, 0)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE get_task('5000', 499950)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950)" | sed 's/^/  /'
+fi
+
+echo
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(date -u +%Y-%m-%d)"
+if [ ${#missed[@]} -eq 0 ]; then
+	echo "TARGETS: all met"
+else
+	echo "TARGETS MISSED:"
+	printf '  - %s\n' "${missed[@]}"
+	exit 1
+fi

@@ -1,0 +1,6 @@
+-- GET /api/tasks: listTasksSQL in store.go, parameters named.
+\set user random(1, :users)
+SELECT id, title, description, completed, created_at::text, updated_at::text, version FROM tasks
+WHERE user_id = :user
+ORDER BY created_at DESC, id DESC
+LIMIT :limit OFFSET :offset;
