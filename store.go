@@ -65,14 +65,16 @@ const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 micr
 
 // Two list statements rather than one with an optional filter: each has
 // a plan of its own, and neither binds NULL (so pgbench can replay them).
+// ORDER BY names tasks.created_at: a bare created_at would mean the
+// created_at::text output column, sorted as text without the index.
 const listTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1
-ORDER BY created_at DESC, id DESC
+ORDER BY tasks.created_at DESC, tasks.id DESC
 LIMIT $2 OFFSET $3`
 
 const listTasksByCompletedSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1 AND completed = $2
-ORDER BY created_at DESC, id DESC
+ORDER BY tasks.created_at DESC, tasks.id DESC
 LIMIT $3 OFFSET $4`
 
 const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks

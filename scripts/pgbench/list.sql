@@ -2,5 +2,5 @@
 \set user random(1, :users)
 SELECT id, title, description, completed, created_at::text, updated_at::text, version FROM tasks
 WHERE user_id = :user
-ORDER BY created_at DESC, id DESC
+ORDER BY tasks.created_at DESC, tasks.id DESC
 LIMIT :limit OFFSET :offset;
