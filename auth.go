@@ -48,7 +48,7 @@ const (
 )
 
 func newTokenCache(size int) *tokenCache {
-	return &tokenCache{entries: make(map[string]cachedToken, size), max: size}
+	return &tokenCache{entries: map[string]cachedToken{}, max: size}
 }
 
 func (c *tokenCache) get(token string, now time.Time) (string, bool) {

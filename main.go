@@ -1066,8 +1066,9 @@ var (
 	newline         = []byte{'\n'}
 )
 
-// bufferPool recycles response buffers; a list of 50 tasks is about 9 KiB.
-var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+// bufferPool recycles response buffers; one task is about 250 bytes, and a
+// buffer grows to fit a list once, then is reused at that size.
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
 
 func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
 

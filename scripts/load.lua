@@ -3,6 +3,7 @@
 --   LOAD_SCENARIO  list | get | create | update | mixed | auth401
 --   LOAD_TOKENS    file with one token per line, line N for user "N"
 --   LOAD_PER_USER  seeded tasks per user (user u owns ids (u-1)*P+1 .. u*P)
+--   LOAD_LIST      the list path (default /api/tasks)
 local scenario = os.getenv("LOAD_SCENARIO")
 local perUser = tonumber(os.getenv("LOAD_PER_USER"))
 local tokens = {}
@@ -28,8 +29,10 @@ local function seededID(u)
   return (u - 1) * perUser + math.random(perUser)
 end
 
+local listPath = os.getenv("LOAD_LIST") or "/api/tasks"
+
 local function list(u, auth)
-  return wrk.format("GET", "/api/tasks", { Authorization = auth })
+  return wrk.format("GET", listPath, { Authorization = auth })
 end
 
 local function get(u, auth)
