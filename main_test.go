@@ -383,6 +383,25 @@ func (p *tcpProxy) stop() {
 // restart listens again on the same address.
 func (p *tcpProxy) restart() { p.start(p.addr) }
 
+// newProxiedStore is a Store whose every connection goes through a proxy the
+// test can cut; the store and pool close with the test.
+func newProxiedStore(t *testing.T) (*tcpProxy, *Store, *sql.DB) {
+	t.Helper()
+	proxy, dsn := newTCPProxy(t, testDSN)
+	connector, err := pq.NewConnector(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	store, err := prepareStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return proxy, store, db
+}
+
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 // --- the token verifier ---------------------------------------------------
@@ -1390,18 +1409,7 @@ func TestSchemaRejectsBadRows(t *testing.T) {
 // the server recovers on its own when the database is back.
 func TestDatabaseOutage(t *testing.T) {
 	t.Parallel()
-	proxy, dsn := newTCPProxy(t, testDSN)
-	connector, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	store, err := prepareStore(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	proxy, store, _ := newProxiedStore(t)
 	cfg := testConfig()
 	cfg.dbTimeout = 2 * time.Second
 	srv := newTestServer(t, cfg, store)
@@ -2286,18 +2294,7 @@ func TestRateLimitAnswers429(t *testing.T) {
 // bad tokens still gets 401s, not 503s: nothing touched the database.
 func TestBadTokensNeverReachTheDatabase(t *testing.T) {
 	t.Parallel()
-	proxy, dsn := newTCPProxy(t, testDSN)
-	connector, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := sql.OpenDB(connector)
-	defer db.Close()
-	store, err := prepareStore(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	proxy, store, db := newProxiedStore(t)
 	srv := newTestServer(t, testConfig(), store)
 	proxy.stop()
 	forged := rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)
@@ -2710,18 +2707,7 @@ func TestOpenAPIListsReturnedStatuses(t *testing.T) {
 	limitedCfg.rateLimitRPS, limitedCfg.rateLimitBurst = 0.001, 1
 	limited := newTestServer(t, limitedCfg, testStore)
 
-	proxy, dsn := newTCPProxy(t, testDSN)
-	connector, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	downDB := sql.OpenDB(connector)
-	defer downDB.Close()
-	downStore, err := prepareStore(context.Background(), downDB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer downStore.Close()
+	proxy, downStore, _ := newProxiedStore(t)
 	down := newTestServer(t, cfg, downStore)
 	proxy.stop()
 
