@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -371,11 +372,12 @@ const minRSABits = 2048
 
 var ecCurves = map[string]struct {
 	curve elliptic.Curve
+	ecdh  ecdh.Curve // checks that a point is on the curve
 	alg   string
 }{
-	"P-256": {elliptic.P256(), "ES256"},
-	"P-384": {elliptic.P384(), "ES384"},
-	"P-521": {elliptic.P521(), "ES512"},
+	"P-256": {elliptic.P256(), ecdh.P256(), "ES256"},
+	"P-384": {elliptic.P384(), ecdh.P384(), "ES384"},
+	"P-521": {elliptic.P521(), ecdh.P521(), "ES512"},
 }
 
 // parseJWKS reads a JWK Set. Keys it cannot use for verifying (symmetric
@@ -443,10 +445,11 @@ func (j jsonWebKey) publicKey() (publicKey, error) {
 		if errX != nil || errY != nil || len(x) != size || len(y) != size {
 			return publicKey{}, errors.New("bad EC coordinates")
 		}
-		pub := &ecdsa.PublicKey{Curve: c.curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !c.curve.IsOnCurve(pub.X, pub.Y) {
+		uncompressed := append(append([]byte{4}, x...), y...)
+		if _, err := c.ecdh.NewPublicKey(uncompressed); err != nil {
 			return publicKey{}, errors.New("EC point not on its curve")
 		}
+		pub := &ecdsa.PublicKey{Curve: c.curve, X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
 		k.key, k.algs = pub, []string{c.alg}
 	case "RSA":
 		n, errN := decodeSegment(j.N)

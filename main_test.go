@@ -93,15 +93,16 @@ func testMain(m *testing.M) int {
 	return m.Run()
 }
 
-// withDatabase points a URL or key=value DSN at another database; lib/pq
-// lets a later key win.
+// withDatabase points a URL or key=value DSN at another database (in a
+// key=value DSN, lib/pq lets a later key win).
 func withDatabase(dsn, name string) string {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		converted, err := pq.ParseURL(dsn)
+		u, err := url.Parse(dsn)
 		if err != nil {
 			panic(err)
 		}
-		dsn = converted
+		u.Path = "/" + name
+		return u.String()
 	}
 	return dsn + " dbname=" + name
 }
@@ -320,7 +321,9 @@ type tcpProxy struct {
 	conns    []net.Conn
 }
 
-func newTCPProxy(t *testing.T, dsn string) (*tcpProxy, string) {
+// newTCPProxy starts a proxy to the server dsn names and returns it with a
+// connector that reaches that server through it.
+func newTCPProxy(t *testing.T, dsn string) (*tcpProxy, *pq.Connector) {
 	t.Helper()
 	cfg, err := pq.NewConfig(dsn)
 	if err != nil {
@@ -334,8 +337,13 @@ func newTCPProxy(t *testing.T, dsn string) (*tcpProxy, string) {
 	p.start("127.0.0.1:0")
 	t.Cleanup(p.stop)
 	host, port, _ := net.SplitHostPort(p.addr)
-	proxied := withDatabase(dsn, cfg.Database) + " host=" + host + " port=" + port
-	return p, proxied
+	portNumber, _ := strconv.Atoi(port)
+	cfg.Host, cfg.Port = host, uint16(portNumber)
+	connector, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		t.Fatalf("proxied connector: %v", err)
+	}
+	return p, connector
 }
 
 func (p *tcpProxy) start(addr string) {
@@ -387,11 +395,7 @@ func (p *tcpProxy) restart() { p.start(p.addr) }
 // test can cut; the store and pool close with the test.
 func newProxiedStore(t *testing.T) (*tcpProxy, *Store, *sql.DB) {
 	t.Helper()
-	proxy, dsn := newTCPProxy(t, testDSN)
-	connector, err := pq.NewConnector(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	proxy, connector := newTCPProxy(t, testDSN)
 	db := sql.OpenDB(connector)
 	t.Cleanup(func() { db.Close() })
 	store, err := prepareStore(context.Background(), db)

@@ -247,11 +247,6 @@ func parsePGTimestamp(s string) (time.Time, bool) {
 	return t.Add(-time.Duration(sign*offset) * time.Second), true
 }
 
-// MarshalJSON lets encoding/json (and so the tests) see the same bytes.
-func (t Task) MarshalJSON() ([]byte, error) {
-	return t.appendJSON(nil), nil
-}
-
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString quotes s as a JSON string (RFC 8259 section 7). Invalid
