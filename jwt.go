@@ -152,11 +152,7 @@ func (v *hs256Verifier) Verify(token string, now time.Time) (string, error) {
 
 // VerifyUntil is Verify that also tells until when the token is valid.
 func (v *hs256Verifier) VerifyUntil(token string, now time.Time) (string, time.Time, error) {
-	p, err := parseToken(token)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	return v.verifyParsed(p, now)
+	return (&verifiers{hs256: v}).VerifyUntil(token, now)
 }
 
 func (v *hs256Verifier) verifyParsed(p parsedToken, now time.Time) (string, time.Time, error) {
@@ -487,17 +483,6 @@ func slicesContains(list []string, want string) bool {
 // keySource finds a verification key by kid; the JWKS cache is one.
 type keySource interface {
 	key(kid string) (publicKey, error)
-}
-
-// staticKeys is a fixed key set, for tests and for JWKS documents read once.
-type staticKeys map[string]publicKey
-
-func (s staticKeys) key(kid string) (publicKey, error) {
-	k, ok := s[kid]
-	if !ok {
-		return publicKey{}, errTokenUnknownKey
-	}
-	return k, nil
 }
 
 // jwksVerifier checks tokens signed with a key from a JWK Set, as Better

@@ -959,20 +959,9 @@ func writeValidationError(w http.ResponseWriter, r *http.Request, fields []field
 	})
 }
 
-// jsonAppender is a value that writes its own JSON without reflection.
-type jsonAppender interface {
-	appendJSON([]byte) []byte
-}
-
-// encode writes v as the JSON body of an answer with status.
+// encode writes v as the JSON body of an answer with status. Tasks, the
+// hot path, have their own encoder (writeTask).
 func encode(w http.ResponseWriter, status int, v any) {
-	if a, ok := v.(jsonAppender); ok {
-		buf := getBuffer()
-		defer putBuffer(buf)
-		*buf = a.appendJSON((*buf)[:0])
-		writeJSON(w, status, *buf)
-		return
-	}
 	body, err := json.Marshal(v)
 	if err != nil {
 		// Only our own types reach here; a failure is a bug, and the

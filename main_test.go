@@ -3089,6 +3089,17 @@ func TestJWKSTokensAreNotHS256Tokens(t *testing.T) {
 	}
 }
 
+// staticKeys is a fixed key set, standing in for the JWKS cache.
+type staticKeys map[string]publicKey
+
+func (s staticKeys) key(kid string) (publicKey, error) {
+	k, ok := s[kid]
+	if !ok {
+		return publicKey{}, errTokenUnknownKey
+	}
+	return k, nil
+}
+
 // testKey is a key pair the tests sign with, and its JWK.
 type testKey struct {
 	kid  string

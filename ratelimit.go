@@ -68,7 +68,7 @@ func (l *rateLimiter) sweep(now time.Time) {
 	}
 }
 
-// size is the number of users with a bucket, for tests and metrics.
+// size is the number of users with a bucket (the tests read it).
 func (l *rateLimiter) size() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -496,7 +496,10 @@ func taskLocation(id int64) string { return "/api/tasks/" + strconv.FormatInt(id
 // writeTask answers with one task and its ETag.
 func writeTask(w http.ResponseWriter, status int, t *Task) {
 	w.Header().Set("ETag", t.etag())
-	encode(w, status, t)
+	buf := getBuffer()
+	defer putBuffer(buf)
+	*buf = t.appendJSON((*buf)[:0])
+	writeJSON(w, status, *buf)
 }
 
 // maxIdempotencyKeyBytes bounds the Idempotency-Key header.

@@ -21,10 +21,7 @@ go build -o "$dev/todo-backend" .
 server_pid=
 cleanup() {
 	trap - EXIT INT TERM
-	if [ -n "$server_pid" ]; then
-		kill -TERM "$server_pid" 2>/dev/null || true
-		wait "$server_pid" 2>/dev/null || true
-	fi
+	stop_server "$server_pid"
 	pg_stop "$dev/pgdata"
 	case $sock in "$dev"/*) ;; *) rm -rf "$sock" ;; esac
 	echo "stopped the server and the local PostgreSQL" >&2
@@ -53,16 +50,7 @@ export PORT=$port
 "$dev/todo-backend" &
 server_pid=$!
 
-for _ in $(seq 1 100); do
-	if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then break; fi
-	if ! kill -0 "$server_pid" 2>/dev/null; then
-		wait "$server_pid" || true
-		server_pid=
-		echo "the server exited during start-up (see above)" >&2
-		exit 1
-	fi
-	sleep 0.1
-done
+wait_ready "http://127.0.0.1:$port" "$server_pid" || exit 1 # its log is above
 
 token=$("$dev/todo-backend" token -ttl 24h dev-user)
 cat >&2 <<MSG

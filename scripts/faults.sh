@@ -24,7 +24,7 @@ tmp=$(mktemp -d /tmp/todo-faults.XXXXXX)
 chmod 755 "$tmp"
 server_pid=
 cleanup() {
-	if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	stop_server "$server_pid"
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -45,13 +45,7 @@ export BETTER_AUTH_SECRET PORT=$port LOG_LEVEL=warn RATE_LIMIT_RPS=0 DB_TIMEOUT=
 start_server() {
 	"$tmp/todo-backend" 2>>"$tmp/server.log" &
 	server_pid=$!
-	for _ in $(seq 1 100); do
-		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	echo "server did not become ready; its log:" >&2
-	cat "$tmp/server.log" >&2
-	exit 1
+	wait_ready "$base" "$server_pid" "$tmp/server.log" || exit 1
 }
 
 declare -a tokens

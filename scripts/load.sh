@@ -36,7 +36,7 @@ tmp=$(mktemp -d /tmp/todo-load.XXXXXX)
 chmod 755 "$tmp"
 server_pid=
 cleanup() {
-	if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+	stop_server "$server_pid"
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -73,12 +73,7 @@ start_server() {
 	DATABASE_URL="host=$tmp/sock user=todo dbname=todo sslmode=disable" BETTER_AUTH_SECRET=$secret \
 		PORT=$port LOG_LEVEL=warn RATE_LIMIT_RPS=0 "$tmp/todo-backend" 2>>"$tmp/server.log" &
 	server_pid=$!
-	for _ in $(seq 1 100); do
-		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	cat "$tmp/server.log" >&2
-	exit 1
+	wait_ready "$base" "$server_pid" "$tmp/server.log" || exit 1
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }

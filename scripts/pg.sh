@@ -1,6 +1,7 @@
 # Sourced by the other scripts: a private PostgreSQL cluster that listens only
 # on a Unix socket in a folder of its own, started as the invoking user, or as
-# "postgres" when that user is root (PostgreSQL refuses to run as root).
+# "postgres" when that user is root (PostgreSQL refuses to run as root); and
+# waiting for, and stopping, the server started against it.
 
 pg_bindir() {
 	if [ -n "${PG_BIN:-}" ]; then echo "$PG_BIN"; return 0; fi
@@ -75,4 +76,27 @@ pg_stop() {
 pg_socket_dir() {
 	local preferred=$1
 	if [ ${#preferred} -le 80 ]; then echo "$preferred"; else mktemp -d /tmp/todo-pg.XXXXXX; fi
+}
+
+# wait_ready BASE_URL PID [LOG]: wait up to 10 s for BASE_URL/readyz to
+# answer 200. Fails, showing LOG when given, if the server exits or never
+# becomes ready.
+wait_ready() {
+	local base=$1 pid=$2 log=${3:-}
+	for _ in $(seq 1 100); do
+		curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "the server did not become ready${log:+; its log:}" >&2
+	if [ -n "$log" ]; then cat "$log" >&2; fi
+	return 1
+}
+
+# stop_server PID: SIGTERM (which drains) and wait; nothing if PID is empty.
+stop_server() {
+	if [ -n "${1:-}" ]; then
+		kill -TERM "$1" 2>/dev/null || true
+		wait "$1" 2>/dev/null || true
+	fi
 }
