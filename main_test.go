@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -1463,6 +1464,86 @@ func TestDatabaseOutage(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	mustCreate(t, srv, token, map[string]any{"title": "after the outage"})
+}
+
+// TestPoolQueueIsFirstComeFirstServed holds the pool's only connection and
+// queues ten callers one after another: they must get it in that order
+// (database/sql alone would pick a random waiter each time). A caller whose
+// deadline passes in the queue gets a 503-class error and takes no place.
+func TestPoolQueueIsFirstComeFirstServed(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	store, err := prepareStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := context.Background()
+	if err := store.enter(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	shortCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	_, err = store.GetTask(shortCtx, "queue-user", 1)
+	if !errors.Is(err, context.DeadlineExceeded) || !isUnavailable(err) {
+		t.Fatalf("GetTask with the pool held past its deadline = %v; want a deadline error that maps to 503", err)
+	}
+
+	const callers = 10
+	admitted := make(chan int, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := store.enter(ctx); err != nil {
+				t.Error(err)
+				return
+			}
+			admitted <- i
+			store.leave()
+		}()
+		waitForWaiters(t, ".(*Store).enter", i+1)
+	}
+	store.leave()
+	wg.Wait()
+	close(admitted)
+	next := 0
+	for i := range admitted {
+		if i != next {
+			t.Fatalf("caller %d got the connection when caller %d was first in the queue", i, next)
+		}
+		next++
+	}
+	if next != callers {
+		t.Fatalf("%d of %d callers were admitted", next, callers)
+	}
+	// The timed-out caller left no place taken: the one connection serves.
+	if _, err := store.GetTask(ctx, "queue-user", 1); !errors.Is(err, errNotFound) {
+		t.Fatalf("GetTask after the queue drained = %v; want errNotFound", err)
+	}
+}
+
+// waitForWaiters waits until n goroutines are blocked inside function.
+func waitForWaiters(t *testing.T, function string, n int) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if got := strings.Count(stacks, function+"("); got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines never all waited in %s", n, function)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestStoreErrorMapping(t *testing.T) {

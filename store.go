@@ -133,7 +133,10 @@ const sweepKeysSQL = `DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
 // the user id as $1 and filters on it, so isolation between users is a
 // property of the SQL, not of each caller remembering it.
 type Store struct {
-	db               *sql.DB
+	db *sql.DB
+	// queue admits callers to the pool first come, first served; nil when
+	// the pool is unbounded. See enter.
+	queue            chan struct{}
 	listTasks        *sql.Stmt
 	listByCompleted  *sql.Stmt
 	getTask          *sql.Stmt
@@ -176,6 +179,9 @@ func (s *Store) statements() []struct {
 // on each new pooled connection as needed.
 func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 	s := &Store{db: db}
+	if n := db.Stats().MaxOpenConnections; n > 0 {
+		s.queue = make(chan struct{}, n)
+	}
 	for _, st := range s.statements() {
 		stmt, err := db.PrepareContext(ctx, st.query)
 		if err != nil {
@@ -197,8 +203,42 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
+// enter waits for one of the pool's connections, in arrival order, and
+// leave gives it back. database/sql hands a freed connection to a random
+// waiter, so under load its own queue turned a 6 ms median into a 25 ms
+// p99; waiting here instead, on a channel whose waiters are served in
+// order, means the pool never has waiters of its own. Every exported
+// method holds exactly one place for its whole database work and never
+// enters twice, so callers cannot deadlock on the queue.
+func (s *Store) enter(ctx context.Context) error {
+	if s.queue == nil {
+		return nil
+	}
+	select {
+	case s.queue <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case s.queue <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a database connection: %w", ctx.Err())
+	}
+}
+
+func (s *Store) leave() {
+	if s.queue != nil {
+		<-s.queue
+	}
+}
+
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
 	return s.db.PingContext(ctx)
 }
 
@@ -217,6 +257,10 @@ const noLimit = int64(1<<63 - 1)
 // dst. Rows go straight from the driver into the buffer through one reused
 // Task, with no slice of tasks in between: a list is the hottest path.
 func (s *Store) AppendTaskList(ctx context.Context, dst []byte, userID string, f listFilter) ([]byte, error) {
+	if err := s.enter(ctx); err != nil {
+		return dst, err
+	}
+	defer s.leave()
 	rows, err := s.queryList(ctx, userID, f)
 	if err != nil {
 		return dst, err
@@ -258,10 +302,22 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 }
 
 func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, error) {
+	if err := s.enter(ctx); err != nil {
+		return Task{}, err
+	}
+	defer s.leave()
+	return s.getTaskEntered(ctx, userID, id)
+}
+
+func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
 	return scanOne(s.getTask.QueryRowContext(ctx, userID, id), userID, "get task")
 }
 
 func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {
+	if err := s.enter(ctx); err != nil {
+		return Task{}, err
+	}
+	defer s.leave()
 	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
 }
 
@@ -269,17 +325,29 @@ func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Ta
 // one of the versions it lists, else the write is errPreconditionFailed.
 
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
+	if err := s.enter(ctx); err != nil {
+		return Task{}, err
+	}
+	defer s.leave()
 	t, err := scanOne(s.updateTask.QueryRowContext(ctx, userID, id,
 		in.title, in.descriptionSet, in.description, nullable(in.completed), ifMatch != nil, versionArray(ifMatch)), userID, "update task")
 	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
 }
 
 func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
+	if err := s.enter(ctx); err != nil {
+		return Task{}, err
+	}
+	defer s.leave()
 	t, err := scanOne(s.setCompleted.QueryRowContext(ctx, userID, id, completed, ifMatch != nil, versionArray(ifMatch)), userID, "complete task")
 	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
 }
 
 func (s *Store) DeleteTask(ctx context.Context, userID string, id int64, ifMatch []int64) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
 	res, err := s.deleteTask.ExecContext(ctx, userID, id, ifMatch != nil, versionArray(ifMatch))
 	if err != nil {
 		return fmt.Errorf("delete task: %w", err)
@@ -301,7 +369,7 @@ func (s *Store) explainMiss(ctx context.Context, userID string, id int64, ifMatc
 	if ifMatch == nil || !errors.Is(err, errNotFound) {
 		return err
 	}
-	if _, getErr := s.GetTask(ctx, userID, id); getErr != nil {
+	if _, getErr := s.getTaskEntered(ctx, userID, id); getErr != nil {
 		return getErr
 	}
 	return errPreconditionFailed
@@ -321,6 +389,10 @@ func versionArray(versions []int64) any {
 // and one with another fingerprint gets errKeyReused. A concurrent repeat
 // waits on the key's row until the first commits or rolls back.
 func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerprint []byte, in taskInput) (int64, []byte, bool, error) {
+	if err := s.enter(ctx); err != nil {
+		return 0, nil, false, err
+	}
+	defer s.leave()
 	for attempt := 0; attempt < 3; attempt++ {
 		taskID, body, err := s.claimKeyAndCreate(ctx, userID, key, fingerprint, in)
 		if err != nil {
