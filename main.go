@@ -83,7 +83,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cache.start(ctx)
 		verifier.jwks.keys = cache
 	}
-	stats := newMetrics(db)
+	stats := newMetrics(store.PoolStats)
 	conns := &connTracker{states: map[net.Conn]http.ConnState{}}
 	srv := &http.Server{
 		Handler:           newServer(logger, store, verifier, cfg, stats),

@@ -170,7 +170,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
 	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
-	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store.db)))
+	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store.PoolStats)))
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, logs: logs}
 }
@@ -1524,6 +1524,10 @@ func TestPoolQueueIsFirstComeFirstServed(t *testing.T) {
 	if next != callers {
 		t.Fatalf("%d of %d callers were admitted", next, callers)
 	}
+	// Waits in the queue are what the pool's wait metrics report.
+	if stats := store.PoolStats(); stats.WaitCount != callers+1 || stats.WaitDuration <= 0 {
+		t.Errorf("PoolStats wait count %d, duration %v; want %d waits and some time", stats.WaitCount, stats.WaitDuration, callers+1)
+	}
 	// The timed-out caller left no place taken: the one connection serves.
 	if _, err := store.GetTask(ctx, "queue-user", 1); !errors.Is(err, errNotFound) {
 		t.Fatalf("GetTask after the queue drained = %v; want errNotFound", err)
@@ -2679,7 +2683,7 @@ func FuzzHandler(f *testing.F) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 1000, 1000
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, newMetrics(testDB))
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, newMetrics(testStore.PoolStats))
 	user := "fuzz-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(24*time.Hour).Unix()))
 
@@ -2985,7 +2989,7 @@ func TestMetricsExposition(t *testing.T) {
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
 	logs := &syncBuffer{}
-	stats := newMetrics(testDB)
+	stats := newMetrics(testStore.PoolStats)
 	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, stats)
 	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
 	defer srv.Close()

@@ -20,7 +20,7 @@ import (
 // metrics counts what the server does, for Prometheus. It is written with
 // the standard library only; the text exposition format is simple enough.
 type metrics struct {
-	db *sql.DB // pool figures are read at scrape time; nil in some tests
+	poolStats func() sql.DBStats // read at scrape time; nil in some tests
 
 	mu        sync.RWMutex
 	requests  map[requestKey]*atomic.Uint64
@@ -37,8 +37,8 @@ type requestKey struct {
 	status int
 }
 
-func newMetrics(db *sql.DB) *metrics {
-	return &metrics{db: db, requests: map[requestKey]*atomic.Uint64{}, latencies: map[string]*histogram{}}
+func newMetrics(poolStats func() sql.DBStats) *metrics {
+	return &metrics{poolStats: poolStats, requests: map[requestKey]*atomic.Uint64{}, latencies: map[string]*histogram{}}
 }
 
 // latencyBuckets are upper bounds in seconds.
@@ -207,8 +207,8 @@ func (m *metrics) write(w io.Writer) {
 	family(&b, "todo_rate_limited_total", "counter", "Requests refused with 429.")
 	fmt.Fprintf(&b, "todo_rate_limited_total %d\n", m.rateLimited.Load())
 
-	if m.db != nil {
-		s := m.db.Stats()
+	if m.poolStats != nil {
+		s := m.poolStats()
 		gauges := []struct {
 			name, help string
 			value      int

@@ -11,7 +11,9 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/lib/pq"
 )
@@ -137,6 +139,8 @@ type Store struct {
 	// queue admits callers to the pool first come, first served; nil when
 	// the pool is unbounded. See enter.
 	queue            chan struct{}
+	queueWaits       atomic.Int64 // callers that found the queue full
+	queueWaitNanos   atomic.Int64
 	listTasks        *sql.Stmt
 	listByCompleted  *sql.Stmt
 	getTask          *sql.Stmt
@@ -219,12 +223,26 @@ func (s *Store) enter(ctx context.Context) error {
 		return nil
 	default:
 	}
+	start := time.Now()
+	var err error
 	select {
 	case s.queue <- struct{}{}:
-		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for a database connection: %w", ctx.Err())
+		err = fmt.Errorf("waiting for a database connection: %w", ctx.Err())
 	}
+	s.queueWaits.Add(1)
+	s.queueWaitNanos.Add(int64(time.Since(start)))
+	return err
+}
+
+// PoolStats is database/sql's figures for the pool, with the waits in the
+// store's queue counted in WaitCount and WaitDuration: that is where
+// requests wait for a connection now.
+func (s *Store) PoolStats() sql.DBStats {
+	stats := s.db.Stats()
+	stats.WaitCount += s.queueWaits.Load()
+	stats.WaitDuration += time.Duration(s.queueWaitNanos.Load())
+	return stats
 }
 
 func (s *Store) leave() {
