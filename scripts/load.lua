@@ -77,7 +77,13 @@ local function mixed()
   else return delete() end
 end
 
-local builders = { list = list, get = get, create = create, update = update }
+-- health: no token, no database; what net/http, the middleware and wrk
+-- cost on their own, the floor under every other scenario.
+local function health()
+  return wrk.format("GET", "/healthz")
+end
+
+local builders = { list = list, get = get, create = create, update = update, health = health }
 
 -- Requests are drawn in init, a random user each, and replayed in turn:
 -- building one with wrk.format per request costs wrk (which shares the

@@ -7,7 +7,9 @@
 # drives the server with wrk (2 threads, 64 connections; every request from
 # a random user with that user's token) through the scenarios list, get,
 # create, update, mixed and auth401, interleaved over LOAD_ROUNDS rounds
-# (medians are reported). Then pgbench -M prepared -j 2 runs the server's
+# (medians are reported). A seventh, health (GET /healthz: no token, no
+# database), is no target: it shows what net/http, the middleware and wrk
+# cost on their own on this machine, the floor under every other row. Then pgbench -M prepared -j 2 runs the server's
 # own statements (scripts/pgbench, kept identical to store.go by a test) at
 # 8, 16 and 64 clients; the best is each scenario's ceiling. Last, the scale
 # check reseeds 10,000 users x 100 tasks and runs get and list again, and
@@ -120,7 +122,7 @@ start_server
 echo "== warming up"
 run_wrk list 2 && rm -f "$tmp/list.runs"
 
-scenarios="list get create update mixed auth401"
+scenarios="list get create update mixed auth401 health"
 for round in $(seq 1 "$rounds"); do
 	echo "== round $round of $rounds: $scenarios (${duration}s each)"
 	for s in $scenarios; do
@@ -171,7 +173,7 @@ report() { # report TITLE SCENARIOS...
 			[ "$bad" = 0 ] || missed+=("$s had $bad non-2xx answers")
 			;;
 		esac
-		awk -v p="$p99" 'BEGIN { exit !(p <= 15) }' || missed+=("$s p99 ${p99} ms over 15 ms")
+		[ "$s" = health ] || awk -v p="$p99" 'BEGIN { exit !(p <= 15) }' || missed+=("$s p99 ${p99} ms over 15 ms")
 	done
 }
 
