@@ -12,8 +12,10 @@
 # cost on their own on this machine, the floor under every other row. Then pgbench -M prepared -j 2 runs the server's
 # own statements (scripts/pgbench, kept identical to store.go by a test) at
 # 8, 16 and 64 clients; the best is each scenario's ceiling. Last, the scale
-# check reseeds 10,000 users x 100 tasks and runs get and list again, and
-# prints the plans of every statement.
+# check seeds a second database with 10,000 users x 100 tasks, starts a
+# second server on it, and runs get and list against the two servers in
+# alternation (so a drift in the shared machine's speed hits both sides
+# alike); then it prints the plans of every statement there.
 #
 # Settings: LOAD_DURATION (seconds per run, 10), LOAD_ROUNDS (3),
 # LOAD_SCALE (1; 0 skips the 1,000,000-row check), LOAD_PORT (18282).
@@ -36,9 +38,10 @@ bin=$(pg_bindir)
 
 tmp=$(mktemp -d /tmp/todo-load.XXXXXX)
 chmod 755 "$tmp"
-server_pid=
+server_pid= scale_pid=
 cleanup() {
 	stop_server "$server_pid"
+	stop_server "$scale_pid"
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -49,44 +52,54 @@ pg_init "$tmp/data" "$tmp/sock"
 echo "max_connections = 200" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
 pg_start "$tmp/data"
 "$bin/createdb" -h "$tmp/sock" -U todo todo
-psql_todo() { "$bin/psql" -h "$tmp/sock" -U todo -d todo -v ON_ERROR_STOP=1 -qtA "$@"; }
+psql_db() { # psql_db DATABASE ARGS...
+	local db=$1
+	shift
+	"$bin/psql" -h "$tmp/sock" -U todo -d "$db" -v ON_ERROR_STOP=1 -qtA "$@"
+}
+psql_todo() { psql_db todo "$@"; }
 psql_todo -f schema.sql >/dev/null
 CGO_ENABLED=0 go build -trimpath -o "$tmp/todo-backend" .
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-users=0
-per_user=0
+# The main database's figures; the scale check has its own (see there).
+users=200
+per_user=50
+# seed DATABASE USERS PER_USER TOKENS-FILE
 seed() {
-	users=$1 per_user=$2
-	psql_todo -c "TRUNCATE tasks RESTART IDENTITY" \
-		-c "INSERT INTO tasks (user_id, title, description)
+	psql_db "$1" -c "INSERT INTO tasks (user_id, title, description)
 		    SELECT s.u::text, 'task ' || t.i, CASE WHEN t.i % 2 = 0 THEN 'description of task ' || t.i END
-		    FROM generate_series(1, $users) AS s(u), generate_series(1, $per_user) AS t(i)
+		    FROM generate_series(1, $2) AS s(u), generate_series(1, $3) AS t(i)
 		    ORDER BY s.u, t.i" \
 		-c "VACUUM ANALYZE tasks" >/dev/null
-	BETTER_AUTH_SECRET=$secret "$tmp/todo-backend" token -ttl 4h $(seq 1 "$users") >"$tmp/tokens"
+	BETTER_AUTH_SECRET=$secret "$tmp/todo-backend" token -ttl 4h $(seq 1 "$2") >"$4"
 }
 # reset drops what a writing run added, so every list still sees 50 tasks.
 reset() {
 	psql_todo -c "DELETE FROM tasks WHERE id > $((users * per_user))" -c "VACUUM tasks" >/dev/null
 }
 
+# start_server DATABASE PORT: sets started_pid
 start_server() {
-	DATABASE_URL="host=$tmp/sock user=todo dbname=todo sslmode=disable" BETTER_AUTH_SECRET=$secret \
-		PORT=$port LOG_LEVEL=warn RATE_LIMIT_RPS=0 "$tmp/todo-backend" 2>>"$tmp/server.log" &
-	server_pid=$!
-	wait_ready "$base" "$server_pid" "$tmp/server.log" || exit 1
+	DATABASE_URL="host=$tmp/sock user=todo dbname=$1 sslmode=disable" BETTER_AUTH_SECRET=$secret \
+		PORT=$2 LOG_LEVEL=warn RATE_LIMIT_RPS=0 "$tmp/todo-backend" 2>>"$tmp/server.log" &
+	started_pid=$!
+	wait_ready "http://127.0.0.1:$2" "$started_pid" "$tmp/server.log" || exit 1
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+# run_wrk measures the server at $target_base (process $target_pid), whose
+# users have the tokens in $target_tokens and $target_per_user tasks each.
+target_base=$base target_pid= target_tokens=$tmp/tokens target_per_user=$per_user
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$target_pid/stat"; }
 ticks_per_second=$(getconf CLK_TCK)
 
-# run_wrk SCENARIO SECONDS: one wrk run; appends "req/s p50 p99 non2xx cpu_ms" to $tmp/SCENARIO.runs
+# run_wrk SCENARIO SECONDS [RESULTS]: one wrk run; appends "req/s p50 p99
+# non2xx cpu_ms" to $tmp/RESULTS.runs (RESULTS is SCENARIO unless given)
 run_wrk() {
-	local scenario=$1 seconds=$2 before after out
+	local scenario=$1 seconds=$2 results=${3:-$1} before after out
 	before=$(cpu_ticks)
-	out=$(LOAD_SCENARIO=$scenario LOAD_TOKENS="$tmp/tokens" LOAD_PER_USER=$per_user LOAD_LIST=${list_path:-/api/tasks} \
-		wrk -t2 -c64 -d"${seconds}s" --timeout 5s -s scripts/load.lua "$base" 2>&1) || {
+	out=$(LOAD_SCENARIO=$scenario LOAD_TOKENS="$target_tokens" LOAD_PER_USER=$target_per_user LOAD_LIST=${list_path:-/api/tasks} \
+		wrk -t2 -c64 -d"${seconds}s" --timeout 5s -s scripts/load.lua "$target_base" 2>&1) || {
 		echo "$out" >&2
 		exit 1
 	}
@@ -99,7 +112,7 @@ run_wrk() {
 		match($0, /"p50_us":[0-9]+/); p50 = substr($0, RSTART + 9, RLENGTH - 9)
 		match($0, /"p99_us":[0-9]+/); p99 = substr($0, RSTART + 9, RLENGTH - 9)
 		printf "%.0f %.2f %.2f %d %.4f\n", req / (dur / 1e6), p50 / 1000, p99 / 1000, bad + sock, (cpu / hz * 1000) / req
-	}' >>"$tmp/$scenario.runs"
+	}' >>"$tmp/$results.runs"
 }
 
 # median FILE COLUMN
@@ -117,8 +130,9 @@ pgbench_tps() { # pgbench_tps CLIENTS SCRIPT-ARGS...
 		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
 }
 
-seed 200 50
-start_server
+seed todo "$users" "$per_user" "$tmp/tokens"
+start_server todo "$port"
+server_pid=$started_pid target_pid=$started_pid
 echo "== warming up"
 run_wrk list 2 && rm -f "$tmp/list.runs"
 
@@ -184,26 +198,35 @@ awk -v m="$peak_mib" 'BEGIN { exit !(m <= 20) }' || missed+=("peak RSS ${peak_mi
 
 if [ "$scale" = 1 ]; then
 	echo
-	echo "== scale: reseeding 10,000 users x 100 tasks (1,000,000 rows)"
-	echo "   (list asks ?limit=50, the same 50 tasks per answer as at 200 x 50, so"
-	echo "    only the table's size differs; a 100-task answer is simply twice the work)"
-	for s in get list; do mv "$tmp/$s.runs" "$tmp/$s.small"; done
-	seed 10000 100
+	echo "== scale: a second database, 10,000 users x 100 tasks (1,000,000 rows), and a"
+	echo "   second server on it; get and list alternate between the 200 x 50 server and"
+	echo "   this one, so the shared machine's drift hits both alike. Both lists ask"
+	echo "   ?limit=50: the same 50 tasks per answer, only the table's size differs."
+	"$bin/createdb" -h "$tmp/sock" -U todo todo_scale
+	psql_db todo_scale -f schema.sql >/dev/null
+	seed todo_scale 10000 100 "$tmp/tokens.scale"
+	start_server todo_scale $((port + 1))
+	scale_pid=$started_pid
+	on_small() { target_base=$base target_pid=$server_pid target_tokens=$tmp/tokens target_per_user=$per_user; }
+	on_large() { target_base=http://127.0.0.1:$((port + 1)) target_pid=$scale_pid target_tokens=$tmp/tokens.scale target_per_user=100; }
 	list_path="/api/tasks?limit=50"
-	run_wrk get 2 && rm -f "$tmp/get.runs"
+	on_large && run_wrk get 2 warmup
 	for round in $(seq 1 "$rounds"); do
-		for s in get list; do run_wrk "$s" "$duration"; done
+		for s in get list; do
+			on_small && run_wrk "$s" "$duration" "$s.small"
+			on_large && run_wrk "$s" "$duration" "$s.large"
+		done
 	done
 	echo "scenario  200x50 req/s  10000x100 req/s  change"
 	for s in get list; do
-		small=$(median "$tmp/$s.small" 1) large=$(median "$tmp/$s.runs" 1)
+		small=$(median "$tmp/$s.small.runs" 1) large=$(median "$tmp/$s.large.runs" 1)
 		change=$(awk -v a="$small" -v b="$large" 'BEGIN { printf "%+.1f%%", 100 * (b - a) / a }')
 		printf '%-8s  %12s  %15s  %6s\n' "$s" "$small" "$large" "$change"
 		awk -v a="$small" -v b="$large" 'BEGIN { exit !(b >= 0.85 * a) }' || missed+=("$s at 1,000,000 rows is more than 15% below 200x50")
 	done
 	echo
 	echo "== plans at 1,000,000 rows (generic plans, as the server's prepared statements run)"
-	psql_todo -c "SET plan_cache_mode = force_generic_plan" \
+	psql_db todo_scale -c "SET plan_cache_mode = force_generic_plan" \
 		-c "PREPARE list_tasks(text, bigint, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/list.sql | sed 's/:user/$1/; s/:limit/$2/; s/:offset/$3/; s/;$//')" \
 		-c "PREPARE get_task(text, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/get.sql | sed 's/:user/$1/; s/:id/$2/; s/;$//')" \
 		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id, created_at::text FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT \$3 OFFSET \$4" \
