@@ -136,8 +136,9 @@ const sweepKeysSQL = `DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
 // property of the SQL, not of each caller remembering it.
 type Store struct {
 	db *sql.DB
-	// queue admits callers to the pool first come, first served; nil when
-	// the pool is unbounded. See enter.
+	// queue admits callers to the pool first come, first served. It is
+	// sized from the pool's MaxOpenConnections when the store is made, and
+	// nil when the pool is unbounded. See enter.
 	queue            chan struct{}
 	queueWaits       atomic.Int64 // callers that found the queue full
 	queueWaitNanos   atomic.Int64
@@ -235,6 +236,12 @@ func (s *Store) enter(ctx context.Context) error {
 	return err
 }
 
+func (s *Store) leave() {
+	if s.queue != nil {
+		<-s.queue
+	}
+}
+
 // PoolStats is database/sql's figures for the pool, with the waits in the
 // store's queue counted in WaitCount and WaitDuration: that is where
 // requests wait for a connection now.
@@ -243,12 +250,6 @@ func (s *Store) PoolStats() sql.DBStats {
 	stats.WaitCount += s.queueWaits.Load()
 	stats.WaitDuration += time.Duration(s.queueWaitNanos.Load())
 	return stats
-}
-
-func (s *Store) leave() {
-	if s.queue != nil {
-		<-s.queue
-	}
 }
 
 // Ping reports whether the database answers.
