@@ -156,15 +156,15 @@ type Store struct {
 	sweepExpiredKeys *sql.Stmt
 }
 
-// statements pairs every statement field with its SQL, for prepare and Close.
-func (s *Store) statements() []struct {
+// storeStatement is one Store field and the SQL it is prepared from.
+type storeStatement struct {
 	stmt  **sql.Stmt
 	query string
-} {
-	return []struct {
-		stmt  **sql.Stmt
-		query string
-	}{
+}
+
+// statements pairs every statement field with its SQL, for prepare and Close.
+func (s *Store) statements() []storeStatement {
+	return []storeStatement{
 		{&s.listTasks, listTasksSQL},
 		{&s.listByCompleted, listTasksByCompletedSQL},
 		{&s.getTask, getTaskSQL},
