@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,13 +14,41 @@ type tokenVerifier interface {
 	VerifyUntil(token string, now time.Time) (userID string, validUntil time.Time, err error)
 }
 
+// userIDKey is the context key of the authenticated user id; only
+// requireAuth sets it.
+type userIDKey struct{}
+
+func withUserID(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, userIDKey{}, userID)
+}
+
 // userIDFrom returns the authenticated user id that requireAuth stored.
 func userIDFrom(ctx context.Context) (string, bool) {
-	info := infoFrom(ctx)
-	if info == nil || info.userID == "" {
-		return "", false
+	userID, ok := ctx.Value(userIDKey{}).(string)
+	return userID, ok && userID != ""
+}
+
+// newVerifiers builds the token verifiers cfg asks for. JWKS tokens must
+// carry the origin of BETTER_AUTH_URL as iss and aud (what Better Auth's
+// own verifier checks) unless JWT_ISSUER / JWT_AUDIENCE say otherwise, and
+// their user id is sub. The JWKS verifier gets its keys from keys.
+func newVerifiers(cfg config, keys keySource) *verifiers {
+	v := &verifiers{}
+	t := cfg.tokens
+	if t.secret != nil {
+		v.hs256 = newHS256Verifier(t.secret, t.issuer, t.audience, t.userClaim)
 	}
-	return info.userID, true
+	if cfg.authOrigin != "" {
+		rules := claimRules{issuer: cfg.authOrigin, audience: cfg.authOrigin, userClaims: []string{"sub"}}
+		if t.issuer != "" {
+			rules.issuer = t.issuer
+		}
+		if t.audience != "" {
+			rules.audience = t.audience
+		}
+		v.jwks = &jwksVerifier{keys: keys, rules: rules}
+	}
+	return v
 }
 
 // tokenCache remembers tokens that verified, so a client sending the same
@@ -98,33 +125,28 @@ func requireAuth(verifier tokenVerifier, now func() time.Time, next http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := bearerToken(r.Header)
 		if !ok {
-			rejectUnauthenticated(w, r, errNoBearerToken)
+			writeError(w, r, unauthenticated(errNoBearerToken))
 			return
 		}
 		userID, err := cache.verify(verifier, token, now())
 		if err != nil {
-			rejectUnauthenticated(w, r, err)
+			writeError(w, r, unauthenticated(err))
 			return
 		}
-		// The user id lives in the request's info, which logRequests put
-		// in the context; a handler used without it gets one here.
-		info := infoFrom(r.Context())
-		if info == nil {
-			info = &requestInfo{}
-			r = r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info))
+		if info := infoFrom(r.Context()); info != nil {
+			info.userID = userID
 		}
-		info.userID = userID
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(withUserID(r.Context(), userID)))
 	})
 }
 
 // errNoBearerToken: no usable "Authorization: Bearer" header at all.
-var errNoBearerToken = errors.New("missing or malformed Authorization header")
+var errNoBearerToken = &tokenError{"missing", "missing or malformed Authorization header"}
 
-func rejectUnauthenticated(w http.ResponseWriter, r *http.Request, reason error) {
-	noteAuthFailure(r.Context(), reason)
-	w.Header().Set("WWW-Authenticate", "Bearer")
-	writeError(w, r, http.StatusUnauthorized, codeAuthenticationRequired, "authentication required: send a valid bearer token")
+// unauthenticated is the one 401 every refused token gets; reason is only
+// for the log line and the metrics.
+func unauthenticated(reason error) error {
+	return &apiError{code: codeAuthenticationRequired, detail: "authentication required: send a valid bearer token", cause: reason}
 }
 
 // bearerToken takes the token from exactly one "Authorization: Bearer"

@@ -156,7 +156,7 @@ func testConfig() config {
 	if err != nil {
 		panic(err)
 	}
-	return config{secret: []byte(testSecret), cors: cors, dbTimeout: 5 * time.Second, logLevel: slog.LevelDebug}
+	return config{tokens: tokenSettings{secret: []byte(testSecret)}, cors: cors, dbTimeout: 5 * time.Second, logLevel: slog.LevelDebug}
 }
 
 // testServer is the real handler stack over the test database.
@@ -169,7 +169,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
-	verifier := newHS256Verifier(cfg.secret, cfg.issuer, cfg.audience, cfg.userClaim)
+	verifier := newHS256Verifier(cfg.tokens.secret, cfg.tokens.issuer, cfg.tokens.audience, cfg.tokens.userClaim)
 	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store.PoolStats)))
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, logs: logs}
@@ -1568,10 +1568,9 @@ func TestStoreErrorMapping(t *testing.T) {
 	}
 
 	// Anything unexpected is a 500 whose body carries no SQL or driver text.
-	s := &server{logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
 	rec := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/api/tasks", nil)
-	s.writeStoreError(rec, req, fmt.Errorf("list tasks: %w", &pq.Error{Code: "42P01", Message: `relation "tasks" does not exist`}))
+	writeError(rec, req, fmt.Errorf("list tasks: %w", &pq.Error{Code: "42P01", Message: `relation "tasks" does not exist`}))
 	res := response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 	wantError(t, res, http.StatusInternalServerError, codeInternal)
 	if strings.Contains(string(res.body), "relation") || strings.Contains(string(res.body), "pq") {
@@ -1725,7 +1724,7 @@ func TestLoadConfigDefaultsAndAliases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 4 || cfg.userClaim != "uid" {
+	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 4 || cfg.tokens.userClaim != "uid" {
 		t.Errorf("DATABASE_URL must win over NEON_DATABASE_URL and settings apply: %+v", cfg)
 	}
 	for _, level := range []string{"debug", "error"} {
@@ -1980,15 +1979,16 @@ func FuzzDecodeTask(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		obj, apiErr := decodeObject(body)
-		if apiErr != nil {
-			if apiErr.status != http.StatusBadRequest && apiErr.status != http.StatusUnprocessableEntity {
-				t.Fatalf("decodeObject status %d", apiErr.status)
+		obj, err := decodeObject(body)
+		if err != nil {
+			var apiErr *apiError
+			if !errors.As(err, &apiErr) || (statusOf[apiErr.code] != http.StatusBadRequest && statusOf[apiErr.code] != http.StatusUnprocessableEntity) {
+				t.Fatalf("decodeObject(%q) = %v; want a 400 or 422", body, err)
 			}
 			return
 		}
-		fields, errs := parseTaskFields(obj)
-		if len(errs) > 0 {
+		fields, err := parseTaskFields(obj)
+		if err != nil {
 			return
 		}
 		if fields.title == "" || fields.title != strings.TrimSpace(fields.title) || utf8.RuneCountInString(fields.title) > maxTitleRunes ||
@@ -2683,7 +2683,7 @@ func FuzzHandler(f *testing.F) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 1000, 1000
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, newMetrics(testStore.PoolStats))
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, newMetrics(testStore.PoolStats))
 	user := "fuzz-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(24*time.Hour).Unix()))
 
@@ -2990,7 +2990,7 @@ func TestMetricsExposition(t *testing.T) {
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
 	logs := &syncBuffer{}
 	stats := newMetrics(testStore.PoolStats)
-	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, stats)
+	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats)
 	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
 	defer srv.Close()
 	token := mustToken(t, newUser(t))
@@ -3332,7 +3332,7 @@ func TestJWKSAlgorithmRules(t *testing.T) {
 	}
 
 	// JWT_ISSUER / JWT_AUDIENCE replace the origin for JWKS tokens.
-	cfg.issuer, cfg.audience = "https://auth.example", "todo-api"
+	cfg.tokens.issuer, cfg.tokens.audience = "https://auth.example", "todo-api"
 	v = newVerifiers(cfg, staticKeys(keys))
 	custom := with(with(claims, "iss", "https://auth.example"), "aud", []string{"todo-api"})
 	if got, err := v.Verify(ed.sign(t, "EdDSA", custom), now); err != nil || got != "ada" {
@@ -3581,12 +3581,12 @@ func TestBetterAuthSettings(t *testing.T) {
 		if err != nil {
 			t.Fatalf("BETTER_AUTH_URL=%s: %v", raw, err)
 		}
-		if cfg.authOrigin != testOrigin || cfg.jwksURL != testOrigin+"/api/auth/jwks" || cfg.secret != nil {
-			t.Errorf("BETTER_AUTH_URL=%s: origin %q, JWKS %q, secret %v", raw, cfg.authOrigin, cfg.jwksURL, cfg.secret)
+		if cfg.authOrigin != testOrigin || cfg.jwksURL != testOrigin+"/api/auth/jwks" || cfg.tokens.secret != nil {
+			t.Errorf("BETTER_AUTH_URL=%s: origin %q, JWKS %q, secret %v", raw, cfg.authOrigin, cfg.jwksURL, cfg.tokens.secret)
 		}
 	}
 	cfg, err := loadConfig(env(map[string]string{"BETTER_AUTH_URL": "https://app.example.com", "JWKS_URL": "https://keys.example.com/jwks.json", "BETTER_AUTH_SECRET": testSecret}))
-	if err != nil || cfg.jwksURL != "https://keys.example.com/jwks.json" || cfg.secret == nil {
+	if err != nil || cfg.jwksURL != "https://keys.example.com/jwks.json" || cfg.tokens.secret == nil {
 		t.Errorf("JWKS_URL override with a secret: %+v, %v", cfg, err)
 	}
 	for name, vars := range map[string]map[string]string{
@@ -3773,12 +3773,12 @@ func BenchmarkDecodeTask(b *testing.B) {
 	body := []byte(`{"title":"  Buy milk  ","description":"two litres","completed":false}`)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		obj, apiErr := decodeObject(body)
-		if apiErr != nil {
-			b.Fatal(apiErr.detail)
+		obj, err := decodeObject(body)
+		if err != nil {
+			b.Fatal(err)
 		}
-		if _, errs := parseTaskFields(obj); errs != nil {
-			b.Fatal(errs)
+		if _, err := parseTaskFields(obj); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
@@ -3789,7 +3789,7 @@ func BenchmarkEndpoints(b *testing.B) {
 	cfg := testConfig()
 	cfg.logLevel = slog.LevelWarn
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.secret, "", "", ""), cfg, nil)
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, nil)
 	user := "bench-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256","typ":"JWT"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(time.Hour).Unix()))
 	var ids []int64
@@ -3858,8 +3858,8 @@ func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
 		{"list.sql", listTasksSQL, []string{"user", "limit", "offset"}},
 		{"get.sql", getTaskSQL, []string{"user", "id"}},
 		{"create.sql", createTaskSQL, []string{"user", "title", "description", "completed"}},
-		{"update.sql", updateTaskSQL, []string{"user", "id", "title", "description_set", "description", "completed", "has_condition", "versions"}},
-		{"complete.sql", setCompletedSQL, []string{"user", "id", "completed", "has_condition", "versions"}},
+		{"update.sql", updateTaskSQL, []string{"user", "id", "has_condition", "versions", "title", "description_set", "description", "completed"}},
+		{"complete.sql", setCompletedSQL, []string{"user", "id", "has_condition", "versions", "completed"}},
 		{"delete.sql", deleteTaskSQL, []string{"user", "id", "has_condition", "versions"}},
 	}
 	normalize := func(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -3970,8 +3970,8 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 		{"list", listTasksSQL, "('u', 100, 0)", "tasks_user_created_idx", "(user_id = $1)"},
 		{"list_by_completed", listTasksByCompletedSQL, "('u', true, 100, 0)", "tasks_user_created_idx", "(user_id = $1)"},
 		{"get", getTaskSQL, "('u', 1)", "", "(id = $2)"},
-		{"update", updateTaskSQL, "('u', 1, 't', false, NULL, NULL, false, '{}')", "", "(id = $2)"},
-		{"complete", setCompletedSQL, "('u', 1, true, false, '{}')", "", "(id = $2)"},
+		{"update", updateTaskSQL, "('u', 1, false, '{}', 't', false, NULL, NULL)", "", "(id = $2)"},
+		{"complete", setCompletedSQL, "('u', 1, false, '{}', true)", "", "(id = $2)"},
 		{"delete", deleteTaskSQL, "('u', 1, false, '{}')", "", "(id = $2)"},
 	}
 	for _, s := range statements {

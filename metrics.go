@@ -97,30 +97,12 @@ func (m *metrics) authFailure(reason string) {
 	c.(*atomic.Uint64).Add(1)
 }
 
-// authFailureReason turns a verification error into a short, bounded label.
+// authFailureReason is the bounded label of a 401's reason: the one its
+// tokenError (jwt.go) carries, or "other".
 func authFailureReason(err error) string {
-	reasons := []struct {
-		err    error
-		reason string
-	}{
-		{errNoBearerToken, "missing"},
-		{errTokenTooLarge, "too_large"},
-		{errTokenMalformed, "malformed"},
-		{errTokenAlgorithm, "algorithm"},
-		{errTokenCrit, "crit"},
-		{errTokenSignature, "signature"},
-		{errTokenExpired, "expired"},
-		{errTokenMissingExp, "missing_exp"},
-		{errTokenNotYetValid, "not_yet_valid"},
-		{errTokenIssuedFuture, "issued_in_future"},
-		{errTokenIssuer, "issuer"},
-		{errTokenAudience, "audience"},
-		{errTokenUserID, "user_id"},
-	}
-	for _, r := range reasons {
-		if errors.Is(err, r.err) {
-			return r.reason
-		}
+	var te *tokenError
+	if errors.As(err, &te) {
+		return te.reason
 	}
 	return "other"
 }

@@ -75,6 +75,8 @@ func (l *rateLimiter) size() int {
 	return len(l.buckets)
 }
 
+var errRateLimited = &apiError{code: codeRateLimited, detail: "too many requests: slow down and retry after the Retry-After seconds"}
+
 // limitPerUser answers 429 once the authenticated user's bucket is empty.
 // It runs after authentication, so a flood of bad tokens never reaches it
 // (nor the database): those are rejected by the verifier alone.
@@ -83,11 +85,15 @@ func (l *rateLimiter) limitPerUser(now func() time.Time, next http.Handler) http
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		userID, _ := userIDFrom(r.Context())
+		userID, ok := userIDFrom(r.Context())
+		if !ok {
+			writeError(w, r, errNoUserID)
+			return
+		}
 		if ok, wait := l.allow(userID, now()); !ok {
 			seconds := int(math.Ceil(wait.Seconds()))
 			w.Header().Set("Retry-After", strconv.Itoa(max(seconds, 1)))
-			writeError(w, r, http.StatusTooManyRequests, codeRateLimited, "too many requests: slow down and retry after the Retry-After seconds")
+			writeError(w, r, errRateLimited)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -37,6 +37,10 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (user_id, key)
 );
 
+-- Since the third version: the version of the task a key created, for the
+-- ETag of a replayed 201 (NULL in rows saved before).
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_version bigint;
+
 -- Finds expired keys for the sweep that runs on insert.
 CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx
     ON idempotency_keys (created_at);

@@ -4,66 +4,26 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"database/sql/driver"
-	_ "embed"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/lib/pq"
 )
 
-//go:embed schema.sql
-var schemaSQL string
-
-// schemaLockKey names the advisory lock that serialises schema application
-// when several instances start at once on an empty database.
-const schemaLockKey int64 = 0x746f646f5f736368 // "todo_sch"
-
-// errNotFound covers a task that never existed, was deleted, or belongs to
-// another user: callers must not be able to tell these apart.
-var errNotFound = errors.New("task not found")
-
-// errPreconditionFailed: the task exists, but not at a version If-Match named.
-var errPreconditionFailed = errors.New("task version does not match If-Match")
-
-// errKeyReused: an Idempotency-Key came back with a different body.
-var errKeyReused = errors.New("idempotency key reused with a different body")
-
-// applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS
-// alone races when two instances start together, hence the lock.
-func applySchema(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("apply schema: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", schemaLockKey); err != nil {
-		return fmt.Errorf("apply schema: lock: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, schemaSQL); err != nil {
-		return fmt.Errorf("apply schema: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("apply schema: commit: %w", err)
-	}
-	return nil
-}
-
-// The columns every statement returns, in the order scanTask reads them.
-const taskColumns = `id, title, description, completed, created_at::text, updated_at::text, version`
-
-// A write with If-Match passes true and the versions it names; without
-// If-Match, false and an empty array. The check is part of the write's own
-// WHERE clause, so of two racing writers with the same ETag exactly one wins.
-
-// updated_at must move forward on every write even when the clock does not.
-const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')`
+// The store's own errors carry the contract's code, so writeError answers
+// them as they are.
+var (
+	// errNotFound covers a task that never existed, was deleted, or belongs
+	// to another user: callers must not be able to tell these apart.
+	errNotFound = &apiError{code: codeNotFound, detail: "task not found"}
+	// errPreconditionFailed: the task exists, but not at a version If-Match named.
+	errPreconditionFailed = &apiError{code: codePreconditionFailed, detail: "the task has changed: If-Match does not name its current ETag"}
+	// errKeyReused: an Idempotency-Key came back with a different body.
+	errKeyReused = validationError(fieldError{"Idempotency-Key", "Idempotency-Key was already used with a different request body"})
+)
 
 // Two list statements rather than one with an optional filter: each has
 // a plan of its own, and neither binds NULL (so pgbench can replay them).
@@ -86,26 +46,35 @@ const createTaskSQL = `INSERT INTO tasks (user_id, title, description, completed
 VALUES ($1, $2, $3, $4)
 RETURNING ` + taskColumns
 
-// $4 says whether the request set description at all: left out keeps the
+// The conditional writes take the user id and task id as $1 and $2, and
+// If-Match as $3 and $4: true and the versions it names, or false and an
+// empty array. The check is part of the write's own WHERE clause, so of
+// two racing writers with the same ETag exactly one wins.
+const ifMatchClause = `user_id = $1 AND id = $2 AND (NOT $3::boolean OR version = ANY($4::bigint[]))`
+
+// updated_at must move forward on every write even when the clock does not.
+const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')`
+
+// $5 says whether the request set description at all: left out keeps the
 // stored value, null clears it.
 const updateTaskSQL = `UPDATE tasks SET
-    title = $3,
-    description = CASE WHEN $4::boolean THEN $5::text ELSE description END,
-    completed = COALESCE($6::boolean, completed),
+    title = $5,
+    description = CASE WHEN $6::boolean THEN $7::text ELSE description END,
+    completed = COALESCE($8::boolean, completed),
     updated_at = ` + nextUpdatedAt + `,
     version = version + 1
-WHERE user_id = $1 AND id = $2 AND (NOT $7::boolean OR version = ANY($8::bigint[]))
+WHERE ` + ifMatchClause + `
 RETURNING ` + taskColumns
 
 const setCompletedSQL = `UPDATE tasks SET
-    completed = $3,
+    completed = $5,
     updated_at = ` + nextUpdatedAt + `,
     version = version + 1
-WHERE user_id = $1 AND id = $2 AND (NOT $4::boolean OR version = ANY($5::bigint[]))
+WHERE ` + ifMatchClause + `
 RETURNING ` + taskColumns
 
 const deleteTaskSQL = `DELETE FROM tasks
-WHERE user_id = $1 AND id = $2 AND (NOT $3::boolean OR version = ANY($4::bigint[]))`
+WHERE ` + ifMatchClause
 
 // idempotencyTTL is how long an Idempotency-Key is remembered.
 const idempotencyTTL = `interval '24 hours'`
@@ -117,10 +86,10 @@ const claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
 VALUES ($1, $2, $3)
 ON CONFLICT (user_id, key) DO NOTHING`
 
-const saveKeyResponseSQL = `UPDATE idempotency_keys SET task_id = $3, response = $4
+const saveKeyResponseSQL = `UPDATE idempotency_keys SET task_id = $3, task_version = $4, response = $5
 WHERE user_id = $1 AND key = $2`
 
-const getKeySQL = `SELECT fingerprint, task_id, response FROM idempotency_keys
+const getKeySQL = `SELECT fingerprint, task_id, task_version, response FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND created_at >= now() - ` + idempotencyTTL
 
 // sweepKeysSQL is the one statement not scoped by user: housekeeping that
@@ -131,9 +100,11 @@ const sweepKeysSQL = `DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
     WHERE created_at < now() - ` + idempotencyTTL + `
     LIMIT 100 FOR UPDATE SKIP LOCKED))`
 
-// Store holds one prepared statement per operation. Every statement takes
-// the user id as $1 and filters on it, so isolation between users is a
-// property of the SQL, not of each caller remembering it.
+// Store holds one prepared statement per operation. Every statement that
+// reads or writes a user's rows takes the user id as $1 and filters on it,
+// so isolation between users is a property of the SQL, not of each caller
+// remembering it; the key sweep alone spans users, and touches only
+// expired keys.
 type Store struct {
 	db *sql.DB
 	// queue admits callers to the pool first come, first served. It is
@@ -242,6 +213,16 @@ func (s *Store) leave() {
 	}
 }
 
+// entered runs work holding one place in the queue: the one way an
+// exported method reaches the database.
+func (s *Store) entered(ctx context.Context, work func() error) error {
+	if err := s.enter(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	return work()
+}
+
 // PoolStats is database/sql's figures for the pool, with the waits in the
 // store's queue counted in WaitCount and WaitDuration: that is where
 // requests wait for a connection now.
@@ -254,11 +235,7 @@ func (s *Store) PoolStats() sql.DBStats {
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.enter(ctx); err != nil {
-		return err
-	}
-	defer s.leave()
-	return s.db.PingContext(ctx)
+	return s.entered(ctx, func() error { return s.db.PingContext(ctx) })
 }
 
 // listFilter narrows and pages a task list; nil means "not given".
@@ -272,34 +249,30 @@ type listFilter struct {
 // pgbench cannot send.
 const noLimit = int64(1<<63 - 1)
 
-// AppendTaskList appends the user's tasks as the contract's JSON array to
-// dst. Rows go straight from the driver into the buffer through one reused
-// Task, with no slice of tasks in between: a list is the hottest path.
-func (s *Store) AppendTaskList(ctx context.Context, dst []byte, userID string, f listFilter) ([]byte, error) {
-	if err := s.enter(ctx); err != nil {
-		return dst, err
-	}
-	defer s.leave()
-	rows, err := s.queryList(ctx, userID, f)
-	if err != nil {
-		return dst, err
-	}
-	defer rows.Close()
-	dst = append(dst, '[')
-	t := Task{UserID: userID}
-	for n := 0; rows.Next(); n++ {
-		if err := scanTaskInto(rows, &t); err != nil {
-			return dst, fmt.Errorf("list tasks: %w", err)
+// ListTasks calls yield with each of the user's tasks, in list order, as
+// the driver reads them: a list never sits in memory as a slice of tasks.
+// The *Task is reused between calls, so yield must not keep it.
+func (s *Store) ListTasks(ctx context.Context, userID string, f listFilter, yield func(*Task) error) error {
+	return s.entered(ctx, func() error {
+		rows, err := s.queryList(ctx, userID, f)
+		if err != nil {
+			return err
 		}
-		if n > 0 {
-			dst = append(dst, ',')
+		defer rows.Close()
+		t := Task{UserID: userID}
+		for rows.Next() {
+			if err := scanTaskInto(rows, &t); err != nil {
+				return fmt.Errorf("list tasks: %w", err)
+			}
+			if err := yield(&t); err != nil {
+				return err
+			}
 		}
-		dst = t.appendJSON(dst)
-	}
-	if err := rows.Err(); err != nil {
-		return dst, fmt.Errorf("list tasks: %w", err)
-	}
-	return append(dst, ']'), nil
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("list tasks: %w", err)
+		}
+		return nil
+	})
 }
 
 func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sql.Rows, error) {
@@ -320,78 +293,84 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 	return rows, nil
 }
 
-func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, error) {
-	if err := s.enter(ctx); err != nil {
-		return Task{}, err
-	}
-	defer s.leave()
-	return s.getTaskEntered(ctx, userID, id)
+// GetTask returns the user's task id, or errNotFound.
+func (s *Store) GetTask(ctx context.Context, userID string, id int64) (t Task, err error) {
+	err = s.entered(ctx, func() error {
+		t, err = s.getTaskEntered(ctx, userID, id)
+		return err
+	})
+	return t, err
 }
 
 func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
 	return scanOne(s.getTask.QueryRowContext(ctx, userID, id), userID, "get task")
 }
 
-func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {
-	if err := s.enter(ctx); err != nil {
-		return Task{}, err
-	}
-	defer s.leave()
-	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
+// CreateTask stores a new task for the user.
+func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (t Task, err error) {
+	err = s.entered(ctx, func() error {
+		t, err = scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
+		return err
+	})
+	return t, err
 }
 
-// A nil ifMatch makes a write unconditional; otherwise the task must be at
-// one of the versions it lists, else the write is errPreconditionFailed.
-
+// UpdateTask replaces the task's title and the fields in sets; see
+// writeIfMatch for ifMatch.
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
-	if err := s.enter(ctx); err != nil {
-		return Task{}, err
-	}
-	defer s.leave()
-	t, err := scanOne(s.updateTask.QueryRowContext(ctx, userID, id,
-		in.title, in.descriptionSet, in.description, nullable(in.completed), ifMatch != nil, versionArray(ifMatch)), userID, "update task")
-	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
+	return s.changeTask(ctx, userID, id, ifMatch, "update task", s.updateTask,
+		in.title, in.descriptionSet, in.description, nullable(in.completed))
 }
 
+// SetCompleted sets the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
-	if err := s.enter(ctx); err != nil {
-		return Task{}, err
-	}
-	defer s.leave()
-	t, err := scanOne(s.setCompleted.QueryRowContext(ctx, userID, id, completed, ifMatch != nil, versionArray(ifMatch)), userID, "complete task")
-	return t, s.explainMiss(ctx, userID, id, ifMatch, err)
+	return s.changeTask(ctx, userID, id, ifMatch, "complete task", s.setCompleted, completed)
 }
 
+// changeTask runs an UPDATE ... RETURNING of one task through writeIfMatch.
+func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, op string, stmt *sql.Stmt, args ...any) (t Task, err error) {
+	err = s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
+		t, err = scanOne(stmt.QueryRowContext(ctx, append([]any{userID, id, conditional, versions}, args...)...), userID, op)
+		return err
+	})
+	return t, err
+}
+
+// DeleteTask removes the task; see writeIfMatch for ifMatch.
 func (s *Store) DeleteTask(ctx context.Context, userID string, id int64, ifMatch []int64) error {
-	if err := s.enter(ctx); err != nil {
-		return err
-	}
-	defer s.leave()
-	res, err := s.deleteTask.ExecContext(ctx, userID, id, ifMatch != nil, versionArray(ifMatch))
-	if err != nil {
-		return fmt.Errorf("delete task: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete task: %w", err)
-	}
-	if n == 0 {
-		return s.explainMiss(ctx, userID, id, ifMatch, errNotFound)
-	}
-	return nil
+	return s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
+		res, err := s.deleteTask.ExecContext(ctx, userID, id, conditional, versions)
+		if err != nil {
+			return fmt.Errorf("delete task: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("delete task: %w", err)
+		}
+		if n == 0 {
+			return errNotFound
+		}
+		return nil
+	})
 }
 
-// explainMiss tells, after a conditional write touched no row, whether the
-// task is missing (404) or at another version (412). It reads only on that
-// failure path; the check that decides the write is the write itself.
-func (s *Store) explainMiss(ctx context.Context, userID string, id int64, ifMatch []int64, err error) error {
-	if ifMatch == nil || !errors.Is(err, errNotFound) {
-		return err
-	}
-	if _, getErr := s.getTaskEntered(ctx, userID, id); getErr != nil {
-		return getErr
-	}
-	return errPreconditionFailed
+// writeIfMatch is the one path of every conditional write. A nil ifMatch
+// makes the write unconditional; otherwise the task must be at one of the
+// versions it lists. write runs the statement with ifMatchClause's $3 and
+// $4 and returns errNotFound when it touched no row; then, and only then,
+// a read tells a missing task (404) from one at another version (412). The
+// check that decides the write is the write itself.
+func (s *Store) writeIfMatch(ctx context.Context, userID string, id int64, ifMatch []int64, write func(conditional bool, versions any) error) error {
+	return s.entered(ctx, func() error {
+		err := write(ifMatch != nil, versionArray(ifMatch))
+		if ifMatch == nil || !errors.Is(err, errNotFound) {
+			return err
+		}
+		if _, getErr := s.getTaskEntered(ctx, userID, id); getErr != nil {
+			return getErr
+		}
+		return errPreconditionFailed
+	})
 }
 
 // versionArray is never NULL: an unconditional write sends an empty array.
@@ -402,108 +381,81 @@ func versionArray(versions []int64) any {
 	return pq.Array(versions)
 }
 
+// createdOnce is what an Idempotency-Key remembers of the task it created:
+// enough to answer a retry with the very same 201.
+type createdOnce struct {
+	taskID   int64
+	version  sql.NullInt64 // the ETag's version; NULL for keys saved before it was kept
+	body     []byte
+	replayed bool
+}
+
 // CreateTaskOnce creates a task for an Idempotency-Key. The first request
-// with the key creates the task and saves its 201 body in one transaction;
-// a repeat with the same fingerprint gets that body back (replayed true),
-// and one with another fingerprint gets errKeyReused. A concurrent repeat
-// waits on the key's row until the first commits or rolls back.
-func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerprint []byte, in taskInput) (int64, []byte, bool, error) {
-	if err := s.enter(ctx); err != nil {
-		return 0, nil, false, err
-	}
-	defer s.leave()
-	for attempt := 0; attempt < 3; attempt++ {
-		taskID, body, err := s.claimKeyAndCreate(ctx, userID, key, fingerprint, in)
-		if err != nil {
-			return 0, nil, false, err
+// with the key creates the task and saves render's 201 body in one
+// transaction; a repeat with the same fingerprint gets that body back
+// (replayed true), and one with another fingerprint gets errKeyReused. A
+// concurrent repeat waits on the key's row until the first commits or
+// rolls back.
+func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerprint []byte, in taskInput, render func(*Task) []byte) (created createdOnce, err error) {
+	err = s.entered(ctx, func() error {
+		for attempt := 0; attempt < 3; attempt++ {
+			created, err = s.claimKeyAndCreate(ctx, userID, key, fingerprint, in, render)
+			if err != nil {
+				return err
+			}
+			if created.body != nil {
+				// Best effort: a failed sweep leaves work for the next insert.
+				s.sweepExpiredKeys.ExecContext(ctx)
+				return nil
+			}
+			var stored []byte
+			err = s.getKey.QueryRowContext(ctx, userID, key).Scan(&stored, &created.taskID, &created.version, &created.body)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue // it expired and was swept in between: claim it afresh
+			}
+			if err != nil {
+				return fmt.Errorf("read idempotency key: %w", err)
+			}
+			if !bytes.Equal(stored, fingerprint) {
+				return errKeyReused
+			}
+			created.replayed = true
+			return nil
 		}
-		if body != nil {
-			// Best effort: a failed sweep leaves work for the next insert.
-			s.sweepExpiredKeys.ExecContext(ctx)
-			return taskID, body, false, nil
-		}
-		var stored []byte
-		err = s.getKey.QueryRowContext(ctx, userID, key).Scan(&stored, &taskID, &body)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // it expired and was swept in between: claim it afresh
-		}
-		if err != nil {
-			return 0, nil, false, fmt.Errorf("read idempotency key: %w", err)
-		}
-		if !bytes.Equal(stored, fingerprint) {
-			return 0, nil, false, errKeyReused
-		}
-		return taskID, body, true, nil
-	}
-	return 0, nil, false, errors.New("idempotency key: could not claim or read the key")
+		return errors.New("idempotency key: could not claim or read the key")
+	})
+	return created, err
 }
 
 // claimKeyAndCreate returns a nil body when another request holds the key.
-func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, fingerprint []byte, in taskInput) (int64, []byte, error) {
+func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, fingerprint []byte, in taskInput, render func(*Task) []byte) (createdOnce, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, nil, fmt.Errorf("create task once: %w", err)
+		return createdOnce{}, fmt.Errorf("create task once: %w", err)
 	}
 	defer tx.Rollback()
 	if _, err := tx.StmtContext(ctx, s.dropExpiredKey).ExecContext(ctx, userID, key); err != nil {
-		return 0, nil, fmt.Errorf("create task once: drop expired key: %w", err)
+		return createdOnce{}, fmt.Errorf("create task once: drop expired key: %w", err)
 	}
 	res, err := tx.StmtContext(ctx, s.claimKey).ExecContext(ctx, userID, key, fingerprint)
 	if err != nil {
-		return 0, nil, fmt.Errorf("create task once: claim key: %w", err)
+		return createdOnce{}, fmt.Errorf("create task once: claim key: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		return 0, nil, err
+		return createdOnce{}, err
 	}
 	task, err := scanOne(tx.StmtContext(ctx, s.createTask).QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task once")
 	if err != nil {
-		return 0, nil, err
+		return createdOnce{}, err
 	}
-	body := task.appendJSON(nil)
-	if _, err := tx.StmtContext(ctx, s.saveKeyResponse).ExecContext(ctx, userID, key, task.ID, body); err != nil {
-		return 0, nil, fmt.Errorf("create task once: save response: %w", err)
+	created := createdOnce{taskID: task.ID, version: sql.NullInt64{Int64: task.Version, Valid: true}, body: render(&task)}
+	if _, err := tx.StmtContext(ctx, s.saveKeyResponse).ExecContext(ctx, userID, key, task.ID, task.Version, created.body); err != nil {
+		return createdOnce{}, fmt.Errorf("create task once: save response: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, nil, fmt.Errorf("create task once: commit: %w", err)
+		return createdOnce{}, fmt.Errorf("create task once: commit: %w", err)
 	}
-	return task.ID, body, nil
-}
-
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-func scanTask(row scanner, userID string) (Task, error) {
-	t := Task{UserID: userID}
-	if err := scanTaskInto(row, &t); err != nil {
-		return Task{}, err
-	}
-	return t, nil
-}
-
-// scanTaskInto reads taskColumns into t, keeping its UserID.
-func scanTaskInto(row scanner, t *Task) error {
-	var description sql.NullString
-	if err := row.Scan(&t.ID, &t.Title, &description, &t.Completed,
-		pgTimestamp{&t.CreatedAt}, pgTimestamp{&t.UpdatedAt}, &t.Version); err != nil {
-		return err
-	}
-	t.Description = nil
-	if description.Valid {
-		t.Description = &description.String
-	}
-	return nil
-}
-
-func scanOne(row *sql.Row, userID, op string) (Task, error) {
-	t, err := scanTask(row, userID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, errNotFound
-	}
-	if err != nil {
-		return Task{}, fmt.Errorf("%s: %w", op, err)
-	}
-	return t, nil
+	return created, nil
 }
 
 // nullable passes a nil pointer to the driver as SQL NULL.
@@ -517,28 +469,4 @@ func nullable[T any](p *T) any {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-// isUnavailable reports whether err means the database could not be reached
-// or is not accepting work, as opposed to a fault in the request or the code.
-func isUnavailable(err error) bool {
-	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOENT) {
-		return true
-	}
-	var netErr net.Error
-	if errors.As(err, &netErr) {
-		return true
-	}
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) {
-		code := string(pqErr.Code)
-		// 08: connection exception; 57P0x: shutdown or cannot connect now;
-		// 53300: too many connections.
-		return strings.HasPrefix(code, "08") || strings.HasPrefix(code, "57P0") || code == "53300"
-	}
-	return false
 }

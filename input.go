@@ -1,0 +1,191 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Reading what a request asks for: task bodies, list queries, ids and the
+// Idempotency-Key, each checked against the contract's rules.
+
+// maxTitleRunes is the title limit in Unicode code points, as varchar(255)
+// counts them.
+const maxTitleRunes = 255
+
+// maxListLimit caps one page of GET /api/tasks.
+const maxListLimit = 1000
+
+// taskInput is a validated POST body.
+type taskInput struct {
+	title       string
+	description *string
+	completed   bool
+}
+
+// taskUpdate is a validated PUT body, and what POST reads before it gives
+// missing fields their defaults: nil or unset means "left out".
+type taskUpdate struct {
+	title          string
+	descriptionSet bool
+	description    *string
+	completed      *bool
+}
+
+// parseTaskFields applies the body rules shared by POST and PUT and reports
+// every broken rule at once. Members other than these are ignored.
+func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
+	var f taskUpdate
+	var errs []fieldError
+
+	if raw, ok := body["title"]; !ok || isJSONNull(raw) {
+		errs = append(errs, fieldError{"title", "title is required"})
+	} else if title, ok := jsonString(raw); !ok {
+		errs = append(errs, fieldError{"title", "title must be a string"})
+	} else if strings.IndexByte(title, 0) >= 0 {
+		errs = append(errs, fieldError{"title", "title must not contain the NUL character"})
+	} else {
+		f.title = strings.TrimSpace(title)
+		if f.title == "" {
+			errs = append(errs, fieldError{"title", "title must not be empty"})
+		} else if utf8.RuneCountInString(f.title) > maxTitleRunes {
+			errs = append(errs, fieldError{"title", "title must be at most 255 characters"})
+		}
+	}
+
+	if raw, ok := body["description"]; ok {
+		f.descriptionSet = true
+		if !isJSONNull(raw) {
+			if description, ok := jsonString(raw); !ok {
+				errs = append(errs, fieldError{"description", "description must be a string or null"})
+			} else if strings.IndexByte(description, 0) >= 0 {
+				errs = append(errs, fieldError{"description", "description must not contain the NUL character"})
+			} else {
+				f.description = &description
+			}
+		}
+	}
+
+	if raw, ok := body["completed"]; ok {
+		if completed, ok := jsonBool(raw); ok {
+			f.completed = &completed
+		} else {
+			errs = append(errs, fieldError{"completed", "completed must be true or false"})
+		}
+	}
+	if len(errs) > 0 {
+		return taskUpdate{}, validationError(errs...)
+	}
+	return f, nil
+}
+
+// parsePositiveDecimal accepts only the canonical decimal form of a
+// positive int64: a task id in a path, or the version in one of our ETags.
+func parsePositiveDecimal(s string) (int64, bool) {
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil
+}
+
+// parseTaskID reads the {id} of a task path; anything but the canonical
+// form names no task and is a 404 like any other missing task.
+func parseTaskID(r *http.Request) (int64, bool) {
+	return parsePositiveDecimal(r.PathValue("id"))
+}
+
+// parseListFilter reads completed, limit and offset; each may appear once.
+func parseListFilter(r *http.Request) (listFilter, error) {
+	var f listFilter
+	var errs []fieldError
+	query := r.URL.Query()
+	single := func(name string) (string, bool) {
+		values, ok := query[name]
+		if !ok {
+			return "", false
+		}
+		if len(values) != 1 {
+			errs = append(errs, fieldError{name, name + " must be given at most once"})
+			return "", false
+		}
+		return values[0], true
+	}
+	if v, ok := single("completed"); ok {
+		switch v {
+		case "true", "false":
+			completed := v == "true"
+			f.completed = &completed
+		default:
+			errs = append(errs, fieldError{"completed", "completed must be true or false"})
+		}
+	}
+	if v, ok := single("limit"); ok {
+		limit, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || limit < 1 || limit > maxListLimit {
+			errs = append(errs, fieldError{"limit", "limit must be an integer from 1 to 1000"})
+		} else {
+			f.limit = &limit
+		}
+	}
+	if v, ok := single("offset"); ok {
+		offset, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || offset < 0 {
+			errs = append(errs, fieldError{"offset", "offset must be a non-negative integer"})
+		} else {
+			f.offset = offset
+		}
+	}
+	if len(errs) > 0 {
+		return listFilter{}, validationError(errs...)
+	}
+	return f, nil
+}
+
+// maxIdempotencyKeyBytes bounds the Idempotency-Key header.
+const maxIdempotencyKeyBytes = 255
+
+// idempotencyKey reads the optional Idempotency-Key header: one value of 1
+// to 255 visible ASCII characters; "" when there is none.
+func idempotencyKey(h http.Header) (string, error) {
+	values := h.Values("Idempotency-Key")
+	if len(values) == 0 {
+		return "", nil
+	}
+	bad := validationError(fieldError{"Idempotency-Key", "Idempotency-Key must be one value of 1 to 255 visible ASCII characters"})
+	if len(values) != 1 || values[0] == "" || len(values[0]) > maxIdempotencyKeyBytes {
+		return "", bad
+	}
+	for i := 0; i < len(values[0]); i++ {
+		if c := values[0][i]; c < 0x21 || c > 0x7e {
+			return "", bad
+		}
+	}
+	return values[0], nil
+}
+
+// fingerprint identifies what a create asked for, so a retry with the same
+// key can be told from a different request reusing it. NUL cannot occur in
+// the fields, so it separates them unambiguously.
+func (in taskInput) fingerprint() []byte {
+	h := sha256.New()
+	h.Write([]byte(in.title))
+	h.Write([]byte{0})
+	if in.description != nil {
+		h.Write([]byte{1})
+		h.Write([]byte(*in.description))
+	}
+	h.Write([]byte{0})
+	if in.completed {
+		h.Write([]byte{1})
+	}
+	return h.Sum(nil)
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// The layers newServer wraps around the routes, outermost last: routing
+// with the contract's 404 and 405, authentication placement, path
+// normalising, panic recovery, and the request log line with its id and
+// metrics. CORS is in cors.go, authentication itself in auth.go.
+
+// routeOrError serves matched routes and answers the mux's own 404 and 405
+// in the contract's JSON shape instead of its plain text.
+func routeOrError(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := &headerProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			writeError(w, r, &apiError{code: codeMethodNotAllowed, detail: "method " + r.Method + " not allowed on " + r.URL.Path})
+			return
+		}
+		writeError(w, r, noRoute(r))
+	})
+}
+
+func noRoute(r *http.Request) error {
+	return &apiError{code: codeNotFound, detail: "no route for " + r.URL.Path}
+}
+
+// headerProbe records what the mux's built-in error handlers would answer.
+type headerProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(status int)      { p.status = status }
+
+// named records which route served a request, for metrics.
+func named(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if info := infoFrom(r.Context()); info != nil {
+			info.route = route
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requireAuthUnder sends requests under prefix through authed and all others
+// through open, so that no /api route, known or not, answers without a
+// token. (normalizePath, in front of it, refuses paths that are not clean,
+// such as /api//tasks, with a 404 before this.)
+func requireAuthUnder(prefix string, authed, open http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			authed.ServeHTTP(w, r)
+			return
+		}
+		open.ServeHTTP(w, r)
+	})
+}
+
+// normalizePath serves "/api/tasks/" as "/api/tasks" without a redirect (a
+// redirect can lose the Authorization header) and refuses paths that are not
+// clean, which the mux would otherwise redirect.
+func normalizePath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if len(p) > 1 && strings.HasSuffix(p, "/") {
+			r.URL.Path = p[:len(p)-1]
+			r.URL.RawPath = strings.TrimSuffix(r.URL.RawPath, "/")
+		}
+		escaped := r.URL.EscapedPath()
+		if escaped == "" || path.Clean(escaped) != escaped {
+			writeError(w, r, noRoute(r))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// recoverPanics turns a panic into the contract's 500; the stack goes to the
+// log, never to the client.
+func (s *server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.logger.Error("panic serving request", "request_id", requestIDFrom(r.Context()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
+				noteError(r.Context(), fmt.Errorf("panic: %v", v))
+				return // too late for a clean answer
+			}
+			writeError(w, r, fmt.Errorf("panic: %v", v))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// requestInfo collects what inner layers learn about a request for the one
+// log line the outermost layer writes.
+type requestInfo struct {
+	id          string
+	route       string // the matched route pattern, without method
+	userID      string // copied from the context by requireAuth, for the log
+	authFailure error
+	err         error
+}
+
+type requestInfoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(requestInfoKey{}).(*requestInfo)
+	return info
+}
+
+func requestIDFrom(ctx context.Context) string {
+	if info := infoFrom(ctx); info != nil {
+		return info.id
+	}
+	return ""
+}
+
+func noteAuthFailure(ctx context.Context, err error) {
+	if info := infoFrom(ctx); info != nil {
+		info.authFailure = err
+	}
+}
+
+func noteError(ctx context.Context, err error) {
+	if info := infoFrom(ctx); info != nil {
+		info.err = err
+	}
+}
+
+// requestIDPrefix and requestCounter make ids unique across restarts
+// without a random read per request.
+var (
+	requestIDPrefix = strconv.FormatInt(time.Now().UnixNano()&0xffffffffff, 36)
+	requestCounter  atomic.Uint64
+)
+
+func newRequestID() string {
+	return requestIDPrefix + "-" + strconv.FormatUint(requestCounter.Add(1), 36)
+}
+
+// validRequestID accepts a caller's X-Request-ID only when it is safe to
+// echo in a header and a log line.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter remembers the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests gives every request an id, the headers every answer carries,
+// and one log line when it is done.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{id: r.Header.Get("X-Request-ID")}
+		if !validRequestID(info.id) {
+			info.id = newRequestID()
+		}
+		h := w.Header()
+		h.Set("X-Request-ID", info.id)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+
+		sw := &statusWriter{ResponseWriter: w}
+		if s.metrics != nil {
+			s.metrics.inFlight.Add(1)
+			defer s.metrics.inFlight.Add(-1)
+		}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+
+		status := sw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		if s.metrics != nil {
+			s.countRequest(r, info, status, time.Since(start))
+		}
+		level := slog.LevelInfo
+		if status >= 500 && status != statusClientClosed {
+			level = slog.LevelError
+		}
+		if !s.logger.Enabled(r.Context(), level) {
+			return
+		}
+		attrs := []slog.Attr{
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", status),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("request_id", info.id),
+		}
+		if info.userID != "" {
+			attrs = append(attrs, slog.String("user_id", info.userID))
+		}
+		if info.authFailure != nil {
+			attrs = append(attrs, slog.String("auth_error", info.authFailure.Error()))
+		}
+		if info.err != nil {
+			attrs = append(attrs, slog.String("error", info.err.Error()))
+		}
+		s.logger.LogAttrs(r.Context(), level, "request", attrs...)
+	})
+}
+
+// countRequest feeds one answered request to the metrics.
+func (s *server) countRequest(r *http.Request, info *requestInfo, status int, d time.Duration) {
+	route := info.route
+	if route == "" { // answered before routing: 401, 429, preflight, 404
+		route = s.routeOf(r)
+	}
+	if route == "" {
+		route = "unmatched"
+	}
+	s.metrics.observe(route, r.Method, status, d)
+	if info.authFailure != nil {
+		s.metrics.authFailure(authFailureReason(info.authFailure))
+	}
+	if status == http.StatusTooManyRequests {
+		s.metrics.rateLimited.Add(1)
+	}
+}

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// server holds the dependencies every handler shares.
+type server struct {
+	logger    *slog.Logger
+	store     *Store
+	verifier  tokenVerifier
+	cors      corsPolicy
+	limiter   *rateLimiter
+	metrics   *metrics
+	dbTimeout time.Duration
+	now       func() time.Time
+	// routeOf names the route pattern a request would match, for requests
+	// answered before routing (401s, 429s).
+	routeOf func(*http.Request) string
+}
+
+// newServer builds the whole HTTP handler: middleware around the routes.
+// A nil metrics counts nothing.
+func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) http.Handler {
+	s := &server{
+		logger:    logger,
+		store:     store,
+		verifier:  verifier,
+		cors:      cfg.cors,
+		limiter:   newRateLimiter(cfg.rateLimitRPS, cfg.rateLimitBurst),
+		metrics:   stats,
+		dbTimeout: cfg.dbTimeout,
+		now:       time.Now,
+	}
+	if cfg.clock != nil {
+		s.now = cfg.clock
+	}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.pattern, named(routePath(rt.pattern), rt.handler))
+	}
+	s.routeOf = func(r *http.Request) string { _, pattern := mux.Handler(r); return routePath(pattern) }
+	var h http.Handler = routeOrError(mux)
+	h = requireAuthUnder("/api", requireAuth(s.verifier, s.now, s.limiter.limitPerUser(s.now, h)), h)
+	h = normalizePath(h)
+	h = s.recoverPanics(h)
+	h = s.cors.middleware(h)
+	h = s.logRequests(h)
+	return h
+}
+
+type route struct {
+	pattern string
+	handler http.Handler
+}
+
+// routes lists the whole API; openapi.json must describe exactly these,
+// which a test checks.
+func (s *server) routes() []route {
+	return []route{
+		{"GET /healthz", s.handleHealth()},
+		{"GET /readyz", s.handleReady()},
+		{"GET /openapi.json", handleOpenAPI()},
+		{"GET /api/tasks", s.handleListTasks()},
+		{"POST /api/tasks", s.handleCreateTask()},
+		{"GET /api/tasks/{id}", s.handleGetTask()},
+		{"PUT /api/tasks/{id}", s.handleUpdateTask()},
+		{"DELETE /api/tasks/{id}", s.handleDeleteTask()},
+		{"PATCH /api/tasks/{id}/complete", s.handleCompleteTask()},
+	}
+}
+
+// routePath is a pattern without its method: the metrics' route label.
+func routePath(pattern string) string {
+	if _, p, ok := strings.Cut(pattern, " "); ok {
+		return p
+	}
+	return pattern
+}
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+		w.Write(openAPIDocument)
+	})
+}
+
+func (s *server) handleHealth() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+func (s *server) handleReady() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := s.dbContext(r)
+		defer cancel()
+		if err := s.store.Ping(ctx); err != nil {
+			writeError(w, r, &apiError{code: codeUnavailable, detail: "database not reachable", cause: err})
+			return
+		}
+		encode(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// dbContext bounds one request's database work, so a stuck database turns
+// into a 503 rather than a hung request; a client that goes away cancels it.
+func (s *server) dbContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.dbTimeout)
+}
+
+// drain stops the server without failing a request it accepted. Shutdown
+// alone drops a request that it reads after it has begun, even on a
+// connection accepted just before; so first every connection is told to
+// close after its current request, the connections the kernel has already
+// queued are accepted, the listener closes, and Shutdown comes only once
+// every accepted connection has had its request read. In-flight requests
+// then finish, bounded by ctx.
+func drain(ctx context.Context, srv *http.Server, listener *drainingListener, conns *connTracker, serveErr <-chan error) error {
+	srv.SetKeepAlivesEnabled(false)
+	listener.drain()
+	select {
+	case <-serveErr: // the listener is closed
+	case <-ctx.Done():
+		return srv.Close()
+	}
+	for conns.countNew() > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return srv.Shutdown(ctx)
+}
+
+// drainingListener, once drained, keeps accepting for a moment, so that
+// connections already in the kernel's queue are served rather than reset,
+// and then reports itself closed to end Serve.
+type drainingListener struct {
+	net.Listener
+	draining atomic.Bool
+}
+
+const drainAcceptWindow = 100 * time.Millisecond
+
+func (l *drainingListener) drain() {
+	l.draining.Store(true)
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Now().Add(drainAcceptWindow))
+	} else {
+		l.Listener.Close()
+	}
+}
+
+func (l *drainingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && l.draining.Load() {
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
+// connTracker knows each open connection's state, so drain can wait for
+// accepted connections that have not yet sent their request.
+type connTracker struct {
+	mu     sync.Mutex
+	states map[net.Conn]http.ConnState
+}
+
+func newConnTracker() *connTracker { return &connTracker{states: map[net.Conn]http.ConnState{}} }
+
+func (t *connTracker) track(c net.Conn, state http.ConnState) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if state == http.StateClosed || state == http.StateHijacked {
+		delete(t.states, c)
+		return
+	}
+	t.states[c] = state
+}
+
+func (t *connTracker) countNew() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, state := range t.states {
+		if state == http.StateNew {
+			n++
+		}
+	}
+	return n
+}
