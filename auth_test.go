@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuthRequired(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	expired, err := newHS256Verifier([]byte(testSecret), "", "", "").Sign(map[string]any{"sub": "u", "exp": time.Now().Add(-time.Hour).Unix()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := mustToken(t, newUser(t))
+	tests := []struct {
+		name    string
+		method  string
+		path    string
+		headers []string
+		body    any
+	}{
+		{"no header", "GET", "/api/tasks", nil, nil},
+		{"no header, bad body", "POST", "/api/tasks", nil, "{not json"},
+		{"no header, huge body", "POST", "/api/tasks", nil, strings.Repeat("x", maxBodyBytes+10)},
+		{"no header, unknown api path", "GET", "/api/nothing-here", nil, nil},
+		{"no header, wrong method", "DELETE", "/api/tasks", nil, nil},
+		{"no header, bad id", "GET", "/api/tasks/abc", nil, nil},
+		{"basic scheme", "GET", "/api/tasks", []string{"Authorization", "Basic dXNlcjpwYXNz"}, nil},
+		{"bearer without token", "GET", "/api/tasks", []string{"Authorization", "Bearer"}, nil},
+		{"bearer with blank token", "GET", "/api/tasks", []string{"Authorization", "Bearer   "}, nil},
+		{"token without scheme", "GET", "/api/tasks", []string{"Authorization", valid}, nil},
+		{"two authorization headers", "GET", "/api/tasks", []string{"Authorization", "Bearer " + valid, "Authorization", "Bearer " + valid}, nil},
+		{"token with inner space", "GET", "/api/tasks", []string{"Authorization", "Bearer " + valid + " extra"}, nil},
+		{"forged", "GET", "/api/tasks", []string{"Authorization", "Bearer " + rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)}, nil},
+		{"expired", "GET", "/api/tasks", []string{"Authorization", "Bearer " + expired}, nil},
+		{"garbage", "GET", "/api/tasks/1", []string{"Authorization", "Bearer a.b.c"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := srv.request(t, tt.method, tt.path, "", tt.body, tt.headers...)
+			wantError(t, res, http.StatusUnauthorized, codeAuthenticationRequired)
+			if got := res.header.Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate = %q; want Bearer", got)
+			}
+		})
+	}
+}
+
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
+		res := srv.request(t, "GET", "/api/tasks", "", nil, "Authorization", scheme+" "+token)
+		if res.status != http.StatusOK {
+			t.Errorf("scheme %q: %s; want 200", scheme, res)
+		}
+	}
+	res := srv.request(t, "GET", "/api/tasks", "", nil, "Authorization", "Bearer   "+token)
+	if res.status != http.StatusOK {
+		t.Errorf("extra spaces before the token: %s; want 200", res)
+	}
+}
+
+func TestAuthFailureIsLoggedWithoutToken(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	forged := rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)
+	srv.request(t, "GET", "/api/tasks", forged, nil)
+	good := mustToken(t, newUser(t))
+	srv.request(t, "GET", "/api/tasks", good, nil)
+	logs := srv.logs.String()
+	if !strings.Contains(logs, errTokenSignature.Error()) {
+		t.Errorf("logs do not give the failure reason %q:\n%s", errTokenSignature, logs)
+	}
+	for _, secret := range []string{forged, good, strings.Split(good, ".")[2], testSecret} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("logs contain a token or the secret:\n%s", logs)
+		}
+	}
+}
+
+// TestBadTokensNeverReachTheDatabase: with the database cut off, a flood of
+// bad tokens still gets 401s, not 503s: nothing touched the database.
+func TestBadTokensNeverReachTheDatabase(t *testing.T) {
+	t.Parallel()
+	proxy, store, db := newProxiedStore(t)
+	srv := newTestServer(t, testConfig(), store)
+	proxy.stop()
+	forged := rawToken("some-other-secret-of-at-least-32-bytes", `{"alg":"HS256"}`, `{"sub":"u","exp":9999999999}`)
+	for i := 0; i < 200; i++ {
+		token := []string{forged, "a.b.c", ""}[i%3]
+		res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "flood"})
+		if res.status != http.StatusUnauthorized {
+			t.Fatalf("bad token %d = %s; want 401 without touching the database", i, res)
+		}
+	}
+	if stats := db.Stats(); stats.OpenConnections != 0 && stats.InUse != 0 {
+		t.Errorf("pool in use during a bad-token flood: %+v", stats)
+	}
+}
+
+func TestTokenCache(t *testing.T) {
+	t.Parallel()
+	v := &verifiers{hs256: newHS256Verifier([]byte(testSecret), "", "", "")}
+	c := newTokenCache(3)
+	sign := func(sub string, exp time.Time) string {
+		token, _ := v.hs256.Sign(map[string]any{"sub": sub, "exp": exp.Unix()})
+		return token
+	}
+	now := pinnedNow
+	short := sign("short", now.Add(10*time.Second)) // valid until exp + 30 s leeway
+	long := sign("long", now.Add(time.Hour))
+	for _, token := range []string{short, long} {
+		if _, err := c.verify(v, token, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if id, ok := c.get(short, now.Add(39*time.Second)); !ok || id != "short" {
+		t.Errorf("cached short token before its expiry: %q, %v", id, ok)
+	}
+	if _, ok := c.get(short, now.Add(40*time.Second)); ok {
+		t.Error("cache served a token past exp + leeway")
+	}
+	if _, err := c.verify(v, short, now.Add(40*time.Second)); !errors.Is(err, errTokenExpired) {
+		t.Errorf("expired token through the cache: %v; want expired", err)
+	}
+	if _, ok := c.get(long, now.Add(tokenCacheMaxAge)); ok {
+		t.Error("cache served a token longer than tokenCacheMaxAge")
+	}
+	for i := 0; i < 10; i++ {
+		c.verify(v, sign(fmt.Sprint("u", i), now.Add(time.Hour)), now)
+	}
+	if n := len(c.entries); n > 3 {
+		t.Errorf("cache holds %d entries; capped at 3", n)
+	}
+	tampered := long[:len(long)-2] + "AA"
+	if _, err := c.verify(v, tampered, now); err == nil {
+		t.Error("a tampered copy of a cached token passed")
+	}
+}

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		env   map[string]string
+		names string // the variable the one line must name
+	}{
+		{"no database", map[string]string{"DATABASE_URL": ""}, "DATABASE_URL"},
+		{"no secret", map[string]string{"BETTER_AUTH_SECRET": ""}, "BETTER_AUTH_SECRET"},
+		{"short secret", map[string]string{"BETTER_AUTH_SECRET": strings.Repeat("s", 31)}, "BETTER_AUTH_SECRET"},
+		{"port not a number", map[string]string{"PORT": "http"}, "PORT"},
+		{"port too large", map[string]string{"PORT": "70000"}, "PORT"},
+		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+		{"bad origin", map[string]string{"CORS_ORIGINS": "localhost:3000"}, "CORS_ORIGINS"},
+		{"bad user claim", map[string]string{"JWT_USER_CLAIM": " sub"}, "JWT_USER_CLAIM"},
+		{"bad db timeout", map[string]string{"DB_TIMEOUT": "soon"}, "DB_TIMEOUT"},
+		{"negative db wait", map[string]string{"DB_WAIT": "-1s"}, "DB_WAIT"},
+		{"bad shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"},
+		{"bad pool size", map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS"},
+		{"bad metrics address", map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR"},
+		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},
+		{"bad burst", map[string]string{"RATE_LIMIT_BURST": "0"}, "RATE_LIMIT_BURST"},
+		{"bad dsn", map[string]string{"DATABASE_URL": "postgres://user:hunter2@host:notaport/db"}, "DATABASE_URL"},
+		{"unknown dsn key", map[string]string{"DATABASE_URL": "host=x sslmode=sometimes password=hunter2"}, "DATABASE_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), []string{"todo-backend"}, envFrom(baseEnv(tt.env)), &stdout, &stderr)
+			if err == nil {
+				t.Fatal("run succeeded; want a configuration error")
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.names) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q; want one line naming %s", msg, tt.names)
+			}
+			if strings.Contains(msg, "hunter2") {
+				t.Errorf("error %q leaks the database password", msg)
+			}
+		})
+	}
+}
+
+func TestLoadConfigDefaultsAndAliases(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(envFrom(map[string]string{"NEON_DATABASE_URL": "host=neon", "BETTER_AUTH_SECRET": testSecret}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.databaseURL != "host=neon" || cfg.addr != ":8000" || !cfg.cors.origins["http://localhost:3000"] || cfg.logLevel != slog.LevelInfo ||
+		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 8 {
+		t.Errorf("defaults = %+v", cfg)
+	}
+	cfg, err = loadConfig(envFrom(map[string]string{
+		"DATABASE_URL": "host=direct", "NEON_DATABASE_URL": "host=neon", "BETTER_AUTH_SECRET": testSecret,
+		"LOG_LEVEL": "WARN", "PORT": "9000", "CORS_ORIGINS": "*", "DB_MAX_CONNS": "4", "JWT_USER_CLAIM": "uid",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 4 || cfg.tokens.userClaim != "uid" {
+		t.Errorf("DATABASE_URL must win over NEON_DATABASE_URL and settings apply: %+v", cfg)
+	}
+	for _, level := range []string{"debug", "error"} {
+		if _, err := loadConfig(envFrom(map[string]string{"DATABASE_URL": "x", "BETTER_AUTH_SECRET": testSecret, "LOG_LEVEL": level})); err != nil {
+			t.Errorf("LOG_LEVEL=%s: %v", level, err)
+		}
+	}
+}

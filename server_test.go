@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+
+	t.Run("trailing slash without redirect", func(t *testing.T) {
+		for _, r := range []struct {
+			method, path string
+			body         any
+			want         int
+		}{
+			{"GET", "/api/tasks/", nil, 200},
+			{"POST", "/api/tasks/", map[string]any{"title": "b"}, 201},
+			{"GET", taskPath(task.ID) + "/", nil, 200},
+			{"PUT", taskPath(task.ID) + "/", map[string]any{"title": "c"}, 200},
+			{"PATCH", taskPath(task.ID) + "/complete/", map[string]any{"completed": true}, 200},
+			{"GET", "/healthz/", nil, 200},
+		} {
+			if res := srv.request(t, r.method, r.path, token, r.body); res.status != r.want {
+				t.Errorf("%s %s = %s; want %d", r.method, r.path, res, r.want)
+			}
+		}
+	})
+	t.Run("unknown routes", func(t *testing.T) {
+		for _, p := range []string{"/", "/nope", "/api", "/api/", "/api/nope", "/api/tasks/1/nope", "/api//tasks", "/api/tasks//", "/api/tasks/../tasks", "/healthz/x"} {
+			wantError(t, srv.request(t, "GET", p, token, nil), http.StatusNotFound, codeNotFound)
+		}
+	})
+	t.Run("wrong method", func(t *testing.T) {
+		for _, r := range []struct{ method, path, allow string }{
+			{"DELETE", "/api/tasks", "GET, HEAD, POST"},
+			{"PUT", "/api/tasks", "GET, HEAD, POST"},
+			{"POST", taskPath(task.ID), "DELETE, GET, HEAD, PUT"},
+			{"GET", taskPath(task.ID) + "/complete", "PATCH"},
+			{"POST", "/healthz", "GET, HEAD"},
+		} {
+			res := srv.request(t, r.method, r.path, token, nil)
+			wantError(t, res, http.StatusMethodNotAllowed, codeMethodNotAllowed)
+			if got := res.header.Get("Allow"); got != r.allow {
+				t.Errorf("%s %s: Allow = %q; want %q", r.method, r.path, got, r.allow)
+			}
+		}
+	})
+	t.Run("head", func(t *testing.T) {
+		if res := srv.request(t, "HEAD", "/api/tasks", token, nil); res.status != http.StatusOK {
+			t.Errorf("HEAD /api/tasks = %s; want 200", res)
+		}
+	})
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	for _, p := range []string{"/healthz", "/readyz"} {
+		res := srv.request(t, "GET", p, "", nil)
+		if res.status != http.StatusOK || strings.TrimSpace(string(res.body)) != `{"status":"ok"}` {
+			t.Errorf("GET %s = %s; want 200 {\"status\":\"ok\"}", p, res)
+		}
+	}
+}
+
+func TestResponseHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	res := srv.request(t, "GET", "/api/tasks", token, nil, "X-Request-ID", "abc-123")
+	if got := res.header.Get("X-Request-ID"); got != "abc-123" {
+		t.Errorf("X-Request-ID = %q; want the caller's abc-123 echoed", got)
+	}
+	if res.header.Get("Content-Type") != "application/json" || res.header.Get("X-Content-Type-Options") != "nosniff" || res.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("headers = %v; want JSON, nosniff, no-store", res.header)
+	}
+	for _, bad := range []string{"", "has space", strings.Repeat("a", 65), "semi;colon"} {
+		res := srv.request(t, "GET", "/api/nope", token, nil, "X-Request-ID", bad)
+		id := res.header.Get("X-Request-ID")
+		if id == "" || id == bad {
+			t.Errorf("X-Request-ID %q: answered %q; want a fresh id", bad, id)
+		}
+		var body errorBody
+		if json.Unmarshal(res.body, &body); body.RequestID != id {
+			t.Errorf("error body request_id = %q; want %q", body.RequestID, id)
+		}
+	}
+	if !strings.Contains(srv.logs.String(), `"request_id":"abc-123"`) {
+		t.Errorf("log lines lack the request id:\n%s", srv.logs)
+	}
+}
+
+func TestPanicIsContractError(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	s := &server{logger: slog.New(slog.NewJSONHandler(logs, nil))}
+	cors, _ := parseCORSOrigins("http://localhost:3000")
+	h := s.logRequests(cors.middleware(s.recoverPanics(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("boom: secret internals")
+	}))))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	res := (&testServer{Server: srv}).request(t, "GET", "/api/tasks", "", nil, "Origin", "http://localhost:3000")
+	wantError(t, res, http.StatusInternalServerError, codeInternal)
+	if strings.Contains(string(res.body), "boom") || strings.Contains(string(res.body), "goroutine") {
+		t.Errorf("500 body leaks the panic: %s", res.body)
+	}
+	if res.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Errorf("500 lacks CORS headers: %v", res.header)
+	}
+	if !strings.Contains(logs.String(), "boom: secret internals") || !strings.Contains(logs.String(), "stack") {
+		t.Errorf("panic not logged with its stack:\n%s", logs)
+	}
+}

@@ -1,0 +1,659 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestTaskLifecycle(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+
+	res := srv.request(t, "GET", "/api/tasks", token, nil)
+	if res.status != http.StatusOK || strings.TrimSpace(string(res.body)) != "[]" {
+		t.Fatalf("empty list = %s; want 200 []", res)
+	}
+
+	res = srv.request(t, "POST", "/api/tasks", token, map[string]any{
+		"title": "  Buy milk \n", "id": 999, "user_id": "someone-else", "created_at": "1999-01-01T00:00:00Z",
+	})
+	if res.status != http.StatusCreated {
+		t.Fatalf("create = %s; want 201", res)
+	}
+	created := decodeTask(t, res)
+	if got, want := res.header.Get("Location"), taskPath(created.ID); got != want {
+		t.Errorf("Location = %q; want %q", got, want)
+	}
+	if created.Title != "Buy milk" || created.UserID != user || created.Completed || created.Description != nil {
+		t.Errorf("created = %+v; want trimmed title, own user id, not completed, null description", created)
+	}
+	if created.ID == 999 || created.CreatedAt != created.UpdatedAt || strings.HasPrefix(created.CreatedAt, "1999") {
+		t.Errorf("created = %+v; body's id/created_at must be ignored and updated_at equal created_at", created)
+	}
+	for _, ts := range []string{created.CreatedAt, created.UpdatedAt} {
+		parsed, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || !strings.HasSuffix(ts, "Z") || len(ts) != len("2026-01-18T10:00:00.123456Z") {
+			t.Errorf("timestamp %q is not RFC 3339 UTC with microseconds (%v)", ts, err)
+		}
+		if d := time.Since(parsed); d < -time.Minute || d > time.Minute {
+			t.Errorf("timestamp %q is not now", ts)
+		}
+	}
+	if !bytes.Contains(res.body, []byte(`"description":null`)) {
+		t.Errorf("body %s; want description null", res.body)
+	}
+
+	res = srv.request(t, "GET", taskPath(created.ID), token, nil)
+	if res.status != http.StatusOK || !sameTask(decodeTask(t, res), created) {
+		t.Fatalf("get = %s; want 200 %+v", res, created)
+	}
+
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk", "description": "2 litres", "completed": true})
+	if res.status != http.StatusOK {
+		t.Fatalf("put = %s; want 200", res)
+	}
+	updated := decodeTask(t, res)
+	if updated.Title != "Buy oat milk" || updated.Description == nil || *updated.Description != "2 litres" || !updated.Completed {
+		t.Errorf("updated = %+v", updated)
+	}
+	if updated.CreatedAt != created.CreatedAt || updated.UpdatedAt <= created.UpdatedAt {
+		t.Errorf("updated_at %s must move past %s with created_at kept", updated.UpdatedAt, created.UpdatedAt)
+	}
+
+	// Left out: kept. Explicit null: cleared.
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk"})
+	kept := decodeTask(t, res)
+	if kept.Description == nil || *kept.Description != "2 litres" || !kept.Completed || kept.UpdatedAt <= updated.UpdatedAt {
+		t.Errorf("put without description/completed = %+v; want them kept and updated_at moved", kept)
+	}
+	res = srv.request(t, "PUT", taskPath(created.ID), token, map[string]any{"title": "Buy oat milk", "description": nil, "completed": false})
+	cleared := decodeTask(t, res)
+	if cleared.Description != nil || cleared.Completed {
+		t.Errorf("put with description null = %+v; want description cleared", cleared)
+	}
+
+	res = srv.request(t, "PATCH", taskPath(created.ID)+"/complete", token, map[string]any{"completed": true})
+	completed := decodeTask(t, res)
+	if res.status != http.StatusOK || !completed.Completed || completed.UpdatedAt <= cleared.UpdatedAt || completed.Title != "Buy oat milk" {
+		t.Errorf("complete = %s; want completed with updated_at moved", res)
+	}
+	res = srv.request(t, "PATCH", taskPath(created.ID)+"/complete", token, map[string]any{"completed": false})
+	if decodeTask(t, res).Completed {
+		t.Errorf("un-complete = %s; want completed false", res)
+	}
+
+	res = srv.request(t, "DELETE", taskPath(created.ID), token, nil)
+	if res.status != http.StatusNoContent || len(res.body) != 0 {
+		t.Fatalf("delete = %s; want 204 with no body", res)
+	}
+	wantError(t, srv.request(t, "DELETE", taskPath(created.ID), token, nil), http.StatusNotFound, codeNotFound)
+	wantError(t, srv.request(t, "GET", taskPath(created.ID), token, nil), http.StatusNotFound, codeNotFound)
+}
+
+func TestCreateWithAllFields(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	desc := "line one\nline \"two\" \\ tab\t and \u2028 émoji 🎉 and control \x01"
+	task := mustCreate(t, srv, token, map[string]any{"title": "Ünïcode ✓", "description": desc, "completed": true})
+	if task.Title != "Ünïcode ✓" || task.Description == nil || *task.Description != desc || !task.Completed {
+		t.Fatalf("created = %+v; want every field as sent", task)
+	}
+	empty := mustCreate(t, srv, token, map[string]any{"title": "x", "description": ""})
+	if empty.Description == nil || *empty.Description != "" {
+		t.Fatalf("empty description = %v; want \"\" kept apart from null", empty.Description)
+	}
+}
+
+func TestListOrderFilterAndPaging(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		task := mustCreate(t, srv, token, map[string]any{"title": fmt.Sprintf("task %d", i), "completed": i%2 == 0})
+		ids = append(ids, task.ID)
+	}
+	listIDs := func(query string) []int64 {
+		t.Helper()
+		res := srv.request(t, "GET", "/api/tasks"+query, token, nil)
+		if res.status != http.StatusOK {
+			t.Fatalf("list%s = %s; want 200", query, res)
+		}
+		var got []int64
+		for _, task := range decodeTasks(t, res) {
+			got = append(got, task.ID)
+		}
+		return got
+	}
+	wantIDs := func(query string, want ...int64) {
+		t.Helper()
+		if got := listIDs(query); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("list%s ids = %v; want %v", query, got, want)
+		}
+	}
+	wantIDs("", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("/", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true", ids[4], ids[2], ids[0])
+	wantIDs("?completed=false", ids[3], ids[1])
+	wantIDs("?limit=2", ids[4], ids[3])
+	wantIDs("?limit=2&offset=2", ids[2], ids[1])
+	wantIDs("?offset=4", ids[0])
+	wantIDs("?offset=5")
+	wantIDs("?limit=1000&offset=0", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true&limit=1&offset=1", ids[2])
+	wantIDs("?unknown=1", ids[4], ids[3], ids[2], ids[1], ids[0])
+
+	for _, query := range []string{
+		"?completed=yes", "?completed=1", "?completed=", "?completed=TRUE", "?limit=0", "?limit=1001", "?limit=-1",
+		"?limit=abc", "?limit=", "?offset=-1", "?offset=x", "?limit=1&limit=2", "?offset=99999999999999999999",
+	} {
+		wantError(t, srv.request(t, "GET", "/api/tasks"+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
+	}
+}
+
+func TestListSameCreatedAtOrdersByID(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	// One statement: both rows get the same now().
+	var first, second int64
+	err := testDB.QueryRow(`WITH ins AS (INSERT INTO tasks (user_id, title) VALUES ($1, 'a'), ($1, 'b') RETURNING id)
+		SELECT min(id), max(id) FROM ins`, user).Scan(&first, &second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := decodeTasks(t, srv.request(t, "GET", "/api/tasks", mustToken(t, user), nil))
+	if len(tasks) != 2 || tasks[0].ID != second || tasks[1].ID != first || tasks[0].CreatedAt != tasks[1].CreatedAt {
+		t.Fatalf("list = %+v; want id %d then %d with equal created_at", tasks, second, first)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	existing := mustCreate(t, srv, token, map[string]any{"title": "keep me", "description": "d"})
+
+	bad := []struct {
+		name   string
+		body   any
+		status int
+		code   string
+		field  string
+	}{
+		{"empty body", "", 400, codeBadRequest, ""},
+		{"truncated", `{"title": "a"`, 400, codeBadRequest, ""},
+		{"trailing garbage", `{"title": "a"} x`, 400, codeBadRequest, ""},
+		{"two objects", `{"title": "a"}{"title": "b"}`, 400, codeBadRequest, ""},
+		{"not JSON", `title=a`, 400, codeBadRequest, ""},
+		{"invalid UTF-8", []byte("{\"title\": \"a\xff\"}"), 400, codeBadRequest, ""},
+		{"array", `[{"title": "a"}]`, 422, codeValidation, ""},
+		{"null", `null`, 422, codeValidation, ""},
+		{"string", `"a"`, 422, codeValidation, ""},
+		{"number", `7`, 422, codeValidation, ""},
+		{"no title", `{}`, 422, codeValidation, "title"},
+		{"title null", `{"title": null}`, 422, codeValidation, "title"},
+		{"title number", `{"title": 5}`, 422, codeValidation, "title"},
+		{"title object", `{"title": {"a": 1}}`, 422, codeValidation, "title"},
+		{"title empty", `{"title": ""}`, 422, codeValidation, "title"},
+		{"title blank", `{"title": " \t\n\u00a0 "}`, 422, codeValidation, "title"},
+		{"title 256 ascii", map[string]any{"title": strings.Repeat("a", 256)}, 422, codeValidation, "title"},
+		{"title 256 multi-byte", map[string]any{"title": strings.Repeat("é", 256)}, 422, codeValidation, "title"},
+		{"title 256 emoji", map[string]any{"title": strings.Repeat("🎉", 256)}, 422, codeValidation, "title"},
+		{"title NUL", `{"title": "a\u0000b"}`, 422, codeValidation, "title"},
+		{"description NUL", `{"title": "a", "description": "x\u0000"}`, 422, codeValidation, "description"},
+		{"description number", `{"title": "a", "description": 1}`, 422, codeValidation, "description"},
+		{"description array", `{"title": "a", "description": ["x"]}`, 422, codeValidation, "description"},
+		{"completed string", `{"title": "a", "completed": "true"}`, 422, codeValidation, "completed"},
+		{"completed number", `{"title": "a", "completed": 1}`, 422, codeValidation, "completed"},
+		{"completed null", `{"title": "a", "completed": null}`, 422, codeValidation, "completed"},
+		{"title key case", `{"Title": "a"}`, 422, codeValidation, "title"},
+	}
+	for _, tt := range bad {
+		for _, target := range []struct{ method, path string }{{"POST", "/api/tasks"}, {"PUT", taskPath(existing.ID)}} {
+			t.Run(target.method+" "+tt.name, func(t *testing.T) {
+				res := srv.request(t, target.method, target.path, token, tt.body)
+				wantError(t, res, tt.status, tt.code)
+				if tt.field != "" {
+					var body errorBody
+					if err := json.Unmarshal(res.body, &body); err != nil || len(body.Errors) == 0 || body.Errors[0].Field != tt.field {
+						t.Errorf("errors = %s; want field %q named", res.body, tt.field)
+					}
+				}
+			})
+		}
+	}
+
+	// Several broken rules are reported together.
+	res := srv.request(t, "POST", "/api/tasks", token, `{"title": 1, "description": 2, "completed": "x"}`)
+	var body errorBody
+	if err := json.Unmarshal(res.body, &body); err != nil || len(body.Errors) != 3 {
+		t.Errorf("three broken rules: %s; want three errors", res.body)
+	}
+
+	good := []struct {
+		name  string
+		title string
+	}{
+		{"255 ascii", strings.Repeat("a", 255)},
+		{"255 multi-byte", strings.Repeat("é", 255)},
+		{"255 emoji", strings.Repeat("🎉", 255)},
+		{"255 after trimming", "  " + strings.Repeat("b", 255) + "  "},
+	}
+	for _, tt := range good {
+		t.Run("accepts "+tt.name, func(t *testing.T) {
+			task := mustCreate(t, srv, token, map[string]any{"title": tt.title})
+			if task.Title != strings.TrimSpace(tt.title) {
+				t.Errorf("title = %q; want %q", task.Title, strings.TrimSpace(tt.title))
+			}
+		})
+	}
+
+	// None of the rejected PUTs changed the row.
+	res = srv.request(t, "GET", taskPath(existing.ID), token, nil)
+	if !sameTask(decodeTask(t, res), existing) {
+		t.Errorf("after rejected PUTs = %s; want unchanged %+v", res, existing)
+	}
+}
+
+func TestCompleteValidation(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+	path := taskPath(task.ID) + "/complete"
+	for _, body := range []string{`{}`, `{"completed": null}`, `{"completed": "true"}`, `{"completed": 1}`, `[]`, `{"done": true}`} {
+		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusUnprocessableEntity, codeValidation)
+	}
+	for _, body := range []string{``, `{"completed": true`, `{"completed": true} {}`} {
+		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusBadRequest, codeBadRequest)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); !sameTask(got, task) {
+		t.Errorf("after rejected PATCHes = %+v; want unchanged %+v", got, task)
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	huge := `{"title": "a", "description": "` + strings.Repeat("x", maxBodyBytes) + `"}`
+	wantError(t, srv.request(t, "POST", "/api/tasks", token, huge), http.StatusRequestEntityTooLarge, codePayloadTooLarge)
+
+	// Without a Content-Length the limit still holds while reading.
+	req, err := http.NewRequest("POST", srv.URL+"/api/tasks", io.MultiReader(strings.NewReader(huge)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = -1
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("chunked huge body: status %d; want 413", res.StatusCode)
+	}
+
+	// Just under the limit is fine.
+	fits := `{"title": "a", "description": "` + strings.Repeat("y", maxBodyBytes-100) + `"}`
+	task := mustCreate(t, srv, token, fits)
+	if task.Description == nil || len(*task.Description) != maxBodyBytes-100 {
+		t.Errorf("description of %d bytes not stored whole", maxBodyBytes-100)
+	}
+}
+
+func TestTaskIDs(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "a"})
+	for _, id := range []string{
+		"0", "-1", "abc", "1.5", "+1", "01", "9223372036854775808", "99999999999999999999999",
+		"9223372036854775807", " 1", "1e3", "%00", "0x10",
+	} {
+		path := "/api/tasks/" + id
+		wantError(t, srv.request(t, "GET", path, token, nil), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "PUT", path, token, map[string]any{"title": "b"}), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "DELETE", path, token, nil), http.StatusNotFound, codeNotFound)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); !sameTask(got, task) {
+		t.Errorf("task changed: %+v; want %+v", got, task)
+	}
+}
+
+// TestTwoUsers: for every operation, another user's task is exactly as
+// missing as a task that never existed, and stays untouched.
+func TestTwoUsers(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	alice, bob := mustToken(t, newUser(t)), mustToken(t, newUser(t))
+	task := mustCreate(t, srv, alice, map[string]any{"title": "alice's", "description": "private"})
+	missing := taskPath(task.ID + 1_000_000_000)
+
+	ops := []struct {
+		name   string
+		method string
+		suffix string
+		body   any
+	}{
+		{"get", "GET", "", nil},
+		{"put", "PUT", "", map[string]any{"title": "bob was here"}},
+		{"complete", "PATCH", "/complete", map[string]any{"completed": true}},
+		{"delete", "DELETE", "", nil},
+	}
+	for _, op := range ops {
+		t.Run(op.name, func(t *testing.T) {
+			other := srv.request(t, op.method, taskPath(task.ID)+op.suffix, bob, op.body)
+			never := srv.request(t, op.method, missing+op.suffix, bob, op.body)
+			wantError(t, other, http.StatusNotFound, codeNotFound)
+			wantError(t, never, http.StatusNotFound, codeNotFound)
+			if stripRequestID(other.body) != stripRequestID(never.body) {
+				t.Errorf("another user's task answers %s; a missing one %s; want the same", other.body, never.body)
+			}
+		})
+	}
+	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", bob, nil)); len(list) != 0 {
+		t.Errorf("bob's list = %+v; want empty", list)
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), alice, nil)); !sameTask(got, task) {
+		t.Errorf("alice's task after bob = %+v; want unchanged %+v", got, task)
+	}
+	// A user id in the body or the query is never used.
+	res := srv.request(t, "GET", "/api/tasks?user_id="+task.UserID, bob, nil)
+	if list := decodeTasks(t, res); len(list) != 0 {
+		t.Errorf("bob listing with ?user_id=alice = %+v; want empty", list)
+	}
+	created := mustCreate(t, srv, bob, map[string]any{"title": "mine", "user_id": task.UserID})
+	if created.UserID == task.UserID {
+		t.Errorf("bob created a task owned by %q", created.UserID)
+	}
+}
+
+func stripRequestID(body []byte) string {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return string(body)
+	}
+	delete(m, "request_id")
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+func TestConcurrentWritesNeverFail(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
+
+	const workers = 16
+	var wg sync.WaitGroup
+	statuses := make(chan string, workers*3)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for _, r := range []struct {
+				method, path string
+				body         any
+				want         int
+			}{
+				{"POST", "/api/tasks", map[string]any{"title": fmt.Sprintf("parallel %d", i)}, 201},
+				{"PUT", taskPath(task.ID), map[string]any{"title": fmt.Sprintf("update %d", i), "completed": i%2 == 0}, 200},
+				{"PATCH", taskPath(task.ID) + "/complete", map[string]any{"completed": i%2 == 1}, 200},
+			} {
+				res := srv.request(t, r.method, r.path, token, r.body)
+				if res.status != r.want {
+					statuses <- fmt.Sprintf("%s %s = %s", r.method, r.path, res)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		t.Error(s)
+	}
+	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil)); len(list) != workers+1 {
+		t.Errorf("list has %d tasks; want %d", len(list), workers+1)
+	}
+}
+
+func TestETagsAndConditionalRequests(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "tagged"})
+	task := decodeTask(t, res)
+	path := taskPath(task.ID)
+	if got := res.header.Get("ETag"); got != `"v1"` {
+		t.Fatalf("POST ETag = %q; want \"v1\"", got)
+	}
+	get := srv.request(t, "GET", path, token, nil)
+	if get.header.Get("ETag") != `"v1"` {
+		t.Fatalf("GET ETag = %q", get.header.Get("ETag"))
+	}
+
+	t.Run("If-None-Match", func(t *testing.T) {
+		for _, header := range []string{`"v1"`, `W/"v1"`, `*`, `"v7", "v1"`, ` "x" ,"v1"`} {
+			res := srv.request(t, "GET", path, token, nil, "If-None-Match", header)
+			if res.status != http.StatusNotModified || len(res.body) != 0 || res.header.Get("ETag") != `"v1"` {
+				t.Errorf("If-None-Match %s = %s; want 304, no body, the ETag", header, res)
+			}
+		}
+		for _, header := range []string{`"v2"`, `v1`, `"1"`, `""`} {
+			if res := srv.request(t, "GET", path, token, nil, "If-None-Match", header); res.status != http.StatusOK {
+				t.Errorf("If-None-Match %s = %s; want 200", header, res)
+			}
+		}
+	})
+
+	t.Run("If-Match mismatch changes nothing", func(t *testing.T) {
+		for _, header := range []string{`"v2"`, `W/"v1"`, `garbage`, `"v0"`} {
+			wantError(t, srv.request(t, "PUT", path, token, map[string]any{"title": "changed"}, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+			wantError(t, srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+			wantError(t, srv.request(t, "DELETE", path, token, nil, "If-Match", header), http.StatusPreconditionFailed, codePreconditionFailed)
+		}
+		if got := decodeTask(t, srv.request(t, "GET", path, token, nil)); !sameTask(got, task) {
+			t.Fatalf("after 412s = %+v; want unchanged %+v", got, task)
+		}
+	})
+
+	t.Run("If-Match match writes and moves the ETag", func(t *testing.T) {
+		res := srv.request(t, "PUT", path, token, map[string]any{"title": "v2"}, "If-Match", `"v1"`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v2"` {
+			t.Fatalf("PUT If-Match v1 = %s ETag %q; want 200 \"v2\"", res, res.header.Get("ETag"))
+		}
+		res = srv.request(t, "PATCH", path+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v9", "v2"`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v3"` {
+			t.Fatalf("PATCH If-Match list = %s ETag %q; want 200 \"v3\"", res, res.header.Get("ETag"))
+		}
+		res = srv.request(t, "PUT", path, token, map[string]any{"title": "v4"}, "If-Match", `*`)
+		if res.status != http.StatusOK || res.header.Get("ETag") != `"v4"` {
+			t.Fatalf("PUT If-Match * = %s; want 200", res)
+		}
+		// Without If-Match, writes are unconditional as before.
+		if res := srv.request(t, "PUT", path, token, map[string]any{"title": "v5"}); res.status != http.StatusOK || res.header.Get("ETag") != `"v5"` {
+			t.Fatalf("PUT without If-Match = %s", res)
+		}
+		if res := srv.request(t, "DELETE", path, token, nil, "If-Match", `"v5"`); res.status != http.StatusNoContent {
+			t.Fatalf("DELETE If-Match v5 = %s; want 204", res)
+		}
+	})
+
+	t.Run("missing or another user's task is 404 not 412", func(t *testing.T) {
+		other := mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "not yours"})
+		for _, p := range []string{path, taskPath(other.ID)} {
+			wantError(t, srv.request(t, "PUT", p, token, map[string]any{"title": "x"}, "If-Match", `"v1"`), http.StatusNotFound, codeNotFound)
+			wantError(t, srv.request(t, "DELETE", p, token, nil, "If-Match", `"v1"`), http.StatusNotFound, codeNotFound)
+			wantError(t, srv.request(t, "GET", p, token, nil, "If-None-Match", `*`), http.StatusNotFound, codeNotFound)
+		}
+	})
+}
+
+func TestRacingIfMatchWritersOneWins(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
+	const writers = 12
+	statuses := make(chan int, writers)
+	var start sync.WaitGroup
+	start.Add(1)
+	var done sync.WaitGroup
+	for i := 0; i < writers; i++ {
+		done.Add(1)
+		go func(i int) {
+			defer done.Done()
+			start.Wait()
+			var res response
+			if i%2 == 0 {
+				res = srv.request(t, "PUT", taskPath(task.ID), token, map[string]any{"title": fmt.Sprintf("writer %d", i)}, "If-Match", `"v1"`)
+			} else {
+				res = srv.request(t, "PATCH", taskPath(task.ID)+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v1"`)
+			}
+			statuses <- res.status
+		}(i)
+	}
+	start.Done()
+	done.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[200] != 1 || counts[412] != writers-1 {
+		t.Fatalf("statuses = %v; want exactly one 200 and %d 412", counts, writers-1)
+	}
+	res := srv.request(t, "GET", taskPath(task.ID), token, nil)
+	if res.header.Get("ETag") != `"v2"` {
+		t.Fatalf("final ETag %q; want \"v2\" (one write)", res.header.Get("ETag"))
+	}
+}
+
+func countTasks(t *testing.T, userID string) int {
+	t.Helper()
+	var n int
+	if err := testDB.QueryRow(`SELECT count(*) FROM tasks WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestIdempotentCreate(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	body := map[string]any{"title": "once", "description": "only once"}
+
+	first := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
+	if first.status != http.StatusCreated || first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatalf("first POST = %s; want 201, not a replay", first)
+	}
+	created := decodeTask(t, first)
+
+	replay := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
+	if replay.status != http.StatusCreated || replay.header.Get("Idempotent-Replayed") != "true" ||
+		!bytes.Equal(replay.body, first.body) || replay.header.Get("Location") != first.header.Get("Location") || replay.header.Get("ETag") != `"v1"` {
+		t.Fatalf("replay = %s %v; want the original 201 byte for byte", replay, replay.header)
+	}
+	// Same meaning, other spelling: still the same request.
+	same := srv.request(t, "POST", "/api/tasks", token, `{"description":"only once",  "title":" once ","completed":false}`, "Idempotency-Key", "key-1")
+	if same.status != http.StatusCreated || decodeTask(t, same).ID != created.ID {
+		t.Fatalf("equivalent body = %s; want the original task", same)
+	}
+	// The replay stands even after the task changes or goes away.
+	srv.request(t, "DELETE", taskPath(created.ID), token, nil)
+	if again := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1"); !bytes.Equal(again.body, first.body) {
+		t.Fatalf("replay after delete = %s; want the original answer", again)
+	}
+
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
+	wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+	if !strings.Contains(string(res.body), "Idempotency-Key") {
+		t.Errorf("mismatch body %s; want it to name the key", res.body)
+	}
+	if n := countTasks(t, user); n != 0 {
+		t.Fatalf("user has %d tasks; want 0 (one created, then deleted; nothing else)", n)
+	}
+
+	// Keys are per user.
+	otherUser := newUser(t)
+	other := srv.request(t, "POST", "/api/tasks", mustToken(t, otherUser), body, "Idempotency-Key", "key-1")
+	if other.status != http.StatusCreated || other.header.Get("Idempotent-Replayed") != "" || decodeTask(t, other).ID == created.ID {
+		t.Fatalf("other user's POST with the same key = %s; want a task of their own", other)
+	}
+
+	// After 24 hours the key is forgotten.
+	if _, err := testDB.Exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $1`, user); err != nil {
+		t.Fatal(err)
+	}
+	fresh := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
+	if fresh.status != http.StatusCreated || fresh.header.Get("Idempotent-Replayed") != "" || decodeTask(t, fresh).ID == created.ID {
+		t.Fatalf("POST with an expired key = %s; want a new task", fresh)
+	}
+
+	for _, bad := range [][]string{
+		{"Idempotency-Key", ""},
+		{"Idempotency-Key", strings.Repeat("k", 256)},
+		{"Idempotency-Key", "has space"},
+		{"Idempotency-Key", "caf\u00e9"},
+		{"Idempotency-Key", "a", "Idempotency-Key", "b"},
+	} {
+		res := srv.request(t, "POST", "/api/tasks", token, body, bad...)
+		wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+	}
+	if res := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", strings.Repeat("k", 255)); res.status != http.StatusCreated {
+		t.Errorf("255-character key = %s; want 201", res)
+	}
+}
+
+func TestIdempotentCreateConcurrent(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	const requests = 100
+	ids := make(chan string, requests)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < requests; i++ {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "exactly one"}, "Idempotency-Key", "retry-storm")
+			if res.status != http.StatusCreated {
+				ids <- "status " + res.String()
+				return
+			}
+			ids <- res.header.Get("Location")
+		}()
+	}
+	start.Done()
+	done.Wait()
+	close(ids)
+	seen := map[string]int{}
+	for id := range ids {
+		seen[id]++
+	}
+	if len(seen) != 1 {
+		t.Fatalf("answers = %v; want one Location for all %d", seen, requests)
+	}
+	if n := countTasks(t, user); n != 1 {
+		t.Fatalf("%d tasks created; want 1", n)
+	}
+}
