@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -25,12 +23,9 @@ func BenchmarkVerifyHS256(b *testing.B) {
 }
 
 func BenchmarkVerifyEdDSA(b *testing.B) {
-	data, _ := os.ReadFile("testdata/jwt/vectors.json")
-	var vectors jwtVectors
-	json.Unmarshal(data, &vectors)
+	vectors := loadVectors(b)
 	vec := vectors.Vectors[0]
-	keys, _, _ := parseJWKS(vec.JWKS)
-	v := &verifiers{jwks: &jwksVerifier{keys: staticKeys(keys), rules: claimRules{issuer: vectors.BaseURL, audience: vectors.BaseURL, userClaims: []string{"sub"}}}}
+	v := vectorVerifier(b, vectors.BaseURL, vec)
 	now := time.Unix(vec.Iat+60, 0)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

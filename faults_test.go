@@ -82,7 +82,11 @@ func TestConcurrentStartOnEmptyDatabase(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"DATABASE_URL": dsn}))
+			base, stop, done, _, err := launchProgram(baseEnv(map[string]string{"DATABASE_URL": dsn}))
+			if err != nil {
+				t.Error(err)
+				return
+			}
 			instances <- instance{base, stop, done}
 		}()
 	}

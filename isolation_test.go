@@ -27,6 +27,10 @@ func TestRandomizedIsolation(t *testing.T) {
 	for i := range ids {
 		ids[i] = newUser(t)
 	}
+	tokens := make([]string, users)
+	for i := range tokens {
+		tokens[i] = mustToken(t, ids[i])
+	}
 	models := make([]map[int64]modelTask, users)
 	var wg sync.WaitGroup
 	failures := make(chan string, users*opsPerUser)
@@ -36,7 +40,7 @@ func TestRandomizedIsolation(t *testing.T) {
 			defer wg.Done()
 			rng := newRand(int64(u) + 1)
 			own := map[int64]modelTask{}
-			token := mustToken(t, ids[u])
+			token := tokens[u]
 			foreign := func() (int64, bool) {
 				var picked int64
 				var found bool
@@ -58,6 +62,29 @@ func TestRandomizedIsolation(t *testing.T) {
 			fail := func(format string, args ...any) {
 				failures <- fmt.Sprintf("user %d: ", u) + fmt.Sprintf(format, args...)
 			}
+			// This goroutine is not the test's: a failure is reported
+			// through fail, never t.Fatal.
+			send := func(method, path string, body any) response {
+				res, err := srv.do(method, path, token, body)
+				if err != nil {
+					fail("%v", err)
+				}
+				return res
+			}
+			taskOf := func(res response) taskJSON {
+				task, err := parseTask(res)
+				if err != nil {
+					fail("%v", err)
+				}
+				return task
+			}
+			tasksOf := func(res response) []taskJSON {
+				tasks, err := parseTasks(res)
+				if err != nil {
+					fail("%v", err)
+				}
+				return tasks
+			}
 			for op := 0; op < opsPerUser; op++ {
 				switch rng.next() % 8 {
 				case 0, 1: // create
@@ -67,18 +94,18 @@ func TestRandomizedIsolation(t *testing.T) {
 						d := "d" + title
 						desc = &d
 					}
-					res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": title, "description": desc})
+					res := send("POST", "/api/tasks", map[string]any{"title": title, "description": desc})
 					if res.status != http.StatusCreated {
 						fail("create = %s", res)
 						continue
 					}
-					task := decodeTask(t, res)
+					task := taskOf(res)
 					own[task.ID] = modelTask{title: title, description: desc}
 					registry.Store(task.ID, u)
 				case 2: // read own
 					if id, ok := anyOwn(); ok {
-						res := srv.request(t, "GET", taskPath(id), token, nil)
-						if res.status != http.StatusOK || decodeTask(t, res).Title != own[id].title {
+						res := send("GET", taskPath(id), nil)
+						if res.status != http.StatusOK || taskOf(res).Title != own[id].title {
 							fail("get own %d = %s; want %+v", id, res, own[id])
 						}
 					}
@@ -86,7 +113,7 @@ func TestRandomizedIsolation(t *testing.T) {
 					if id, ok := anyOwn(); ok {
 						m := own[id]
 						m.title, m.completed = m.title+"'", !m.completed
-						res := srv.request(t, "PUT", taskPath(id), token, map[string]any{"title": m.title, "completed": m.completed})
+						res := send("PUT", taskPath(id), map[string]any{"title": m.title, "completed": m.completed})
 						if res.status != http.StatusOK {
 							fail("update own %d = %s", id, res)
 						}
@@ -94,7 +121,7 @@ func TestRandomizedIsolation(t *testing.T) {
 					}
 				case 4: // delete own
 					if id, ok := anyOwn(); ok {
-						if res := srv.request(t, "DELETE", taskPath(id), token, nil); res.status != http.StatusNoContent {
+						if res := send("DELETE", taskPath(id), nil); res.status != http.StatusNoContent {
 							fail("delete own %d = %s", id, res)
 						}
 						delete(own, id)
@@ -107,19 +134,19 @@ func TestRandomizedIsolation(t *testing.T) {
 					var res response
 					switch rng.next() % 4 {
 					case 0:
-						res = srv.request(t, "GET", taskPath(id), token, nil)
+						res = send("GET", taskPath(id), nil)
 					case 1:
-						res = srv.request(t, "PUT", taskPath(id), token, map[string]any{"title": "stolen"})
+						res = send("PUT", taskPath(id), map[string]any{"title": "stolen"})
 					case 2:
-						res = srv.request(t, "PATCH", taskPath(id)+"/complete", token, map[string]any{"completed": true})
+						res = send("PATCH", taskPath(id)+"/complete", map[string]any{"completed": true})
 					default:
-						res = srv.request(t, "DELETE", taskPath(id), token, nil)
+						res = send("DELETE", taskPath(id), nil)
 					}
 					if res.status != http.StatusNotFound {
 						fail("touching another user's task %d = %s; want 404", id, res)
 					}
 				case 7: // list: exactly the model
-					list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil))
+					list := tasksOf(send("GET", "/api/tasks", nil))
 					if len(list) != len(own) {
 						fail("list has %d tasks; model has %d", len(list), len(own))
 					}

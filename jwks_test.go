@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -41,7 +40,8 @@ type jwtVectors struct {
 	Vectors []jwtVector `json:"vectors"`
 }
 
-func loadVectors(t *testing.T) jwtVectors {
+// loadVectors reads the golden vectors that testdata/jwt/generate.mjs made.
+func loadVectors(t testing.TB) jwtVectors {
 	t.Helper()
 	data, err := os.ReadFile("testdata/jwt/vectors.json")
 	if err != nil {
@@ -57,7 +57,13 @@ func loadVectors(t *testing.T) jwtVectors {
 	return v
 }
 
-func vectorVerifier(t *testing.T, base string, v jwtVector) *verifiers {
+// vectorRules are the claim rules Better Auth's tokens are checked by, for
+// an issuer at base.
+func vectorRules(base string) claimRules {
+	return claimRules{issuer: base, audience: base, userClaims: []string{"sub"}}
+}
+
+func vectorVerifier(t testing.TB, base string, v jwtVector) *verifiers {
 	t.Helper()
 	if v.Kind == "hs256" {
 		return &verifiers{hs256: newHS256Verifier([]byte(v.Secret), "", "", "")}
@@ -66,7 +72,7 @@ func vectorVerifier(t *testing.T, base string, v jwtVector) *verifiers {
 	if err != nil || len(skipped) > 0 || len(keys) != 1 {
 		t.Fatalf("%s: JWKS gave %d keys, skipped %v, error %v", v.Name, len(keys), skipped, err)
 	}
-	return &verifiers{jwks: &jwksVerifier{keys: staticKeys(keys), rules: claimRules{issuer: base, audience: base, userClaims: []string{"sub"}}}}
+	return &verifiers{jwks: &jwksVerifier{keys: staticKeys(keys), rules: vectorRules(base)}}
 }
 
 // TestGoldenVectors: tokens made by Better Auth's jwt() plugin (every
@@ -267,12 +273,12 @@ func TestJWKSAlgorithmRules(t *testing.T) {
 		{"no kid", rawTokenAsym(t, ed, `{"alg":"EdDSA"}`, claims), errTokenUnknownKey},
 		{"unknown kid", newTestKey(t, "EdDSA", "stranger").sign(t, "EdDSA", claims), errTokenUnknownKey},
 		{"kid of another key", testKey{kid: "es256", alg: "EdDSA", priv: ed.priv}.sign(t, "EdDSA", claims), errTokenAlgorithm},
-		{"wrong iss", ed.sign(t, "EdDSA", with(claims, "iss", "http://evil.example")), errTokenIssuer},
-		{"wrong aud", ed.sign(t, "EdDSA", with(claims, "aud", "http://localhost:3001")), errTokenAudience},
-		{"aud with path", ed.sign(t, "EdDSA", with(claims, "aud", testOrigin+"/")), errTokenAudience},
-		{"expired", ed.sign(t, "EdDSA", with(claims, "exp", now.Add(-time.Minute).Unix())), errTokenExpired},
-		{"no exp", ed.sign(t, "EdDSA", with(claims, "exp", nil)), errTokenMissingExp},
-		{"user id only in id", ed.sign(t, "EdDSA", with(claims, "sub", nil)), errTokenUserID},
+		{"wrong iss", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"iss": "http://evil.example"})), errTokenIssuer},
+		{"wrong aud", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"aud": "http://localhost:3001"})), errTokenAudience},
+		{"aud with path", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"aud": testOrigin + "/"})), errTokenAudience},
+		{"expired", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"exp": now.Add(-time.Minute).Unix()})), errTokenExpired},
+		{"no exp", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"exp": absent})), errTokenMissingExp},
+		{"user id only in id", ed.sign(t, "EdDSA", withClaims(claims, map[string]any{"sub": absent})), errTokenUserID},
 	}
 	for _, c := range confused {
 		if got, err := v.Verify(c.token, now); !errors.Is(err, c.want) {
@@ -283,27 +289,13 @@ func TestJWKSAlgorithmRules(t *testing.T) {
 	// JWT_ISSUER / JWT_AUDIENCE replace the origin for JWKS tokens.
 	cfg.tokens.issuer, cfg.tokens.audience = "https://auth.example", "todo-api"
 	v = newVerifiers(cfg, staticKeys(keys))
-	custom := with(with(claims, "iss", "https://auth.example"), "aud", []string{"todo-api"})
+	custom := withClaims(claims, map[string]any{"iss": "https://auth.example", "aud": []string{"todo-api"}})
 	if got, err := v.Verify(ed.sign(t, "EdDSA", custom), now); err != nil || got != "ada" {
 		t.Errorf("configured iss/aud: %q, %v", got, err)
 	}
 	if _, err := v.Verify(ed.sign(t, "EdDSA", claims), now); !errors.Is(err, errTokenIssuer) {
 		t.Errorf("origin iss with JWT_ISSUER set: %v; want issuer error", err)
 	}
-}
-
-// with returns a copy of claims with name set to value, or removed for nil.
-func with(claims map[string]any, name string, value any) map[string]any {
-	c := map[string]any{}
-	for k, v := range claims {
-		c[k] = v
-	}
-	if value == nil {
-		delete(c, name)
-	} else {
-		c[name] = value
-	}
-	return c
 }
 
 func rawTokenAsym(t *testing.T, k testKey, header string, claims map[string]any) string {
@@ -424,15 +416,21 @@ func TestJWKSCache(t *testing.T) {
 	// Unknown kids refetch at most once per jwksMinRefetch, however many.
 	clock = clock.Add(jwksMinRefetch)
 	before := server.count()
+	// Keys and tokens are made here: newTestKey and sign may end the test,
+	// which only the test's own goroutine may do.
+	forged := make([]string, 50)
+	for i := range forged {
+		forged[i] = newTestKey(t, "EdDSA", fmt.Sprintf("forged-%d", i)).sign(t, "EdDSA", betterAuthClaims("ada", clock))
+	}
 	var wg sync.WaitGroup
-	for i := 0; i < 50; i++ {
+	for _, token := range forged {
 		wg.Add(1)
-		go func(i int) {
+		go func() {
 			defer wg.Done()
-			if err := verify(newTestKey(t, "EdDSA", fmt.Sprintf("forged-%d", i))); !errors.Is(err, errTokenUnknownKey) {
+			if _, err := v.Verify(token, clock); !errors.Is(err, errTokenUnknownKey) {
 				t.Errorf("forged kid: %v", err)
 			}
-		}(i)
+		}()
 	}
 	wg.Wait()
 	if n := server.count() - before; n != 1 {
@@ -486,12 +484,7 @@ func TestJWKSFetchEdges(t *testing.T) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 
 	// Unreachable at start: no error, no keys, a later fetch recovers.
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := listener.Addr().String()
-	listener.Close()
+	addr := closedAddr(t)
 	cache := newJWKSCache("http://"+addr+"/api/auth/jwks", logger)
 	clock := pinnedNow
 	cache.now = func() time.Time { return clock }
@@ -613,12 +606,7 @@ func TestBetterAuthTokenOwnsTasks(t *testing.T) {
 // cannot be fetched, and HS256 tokens keep working.
 func TestRunWithUnreachableJWKS(t *testing.T) {
 	t.Parallel()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := listener.Addr().String()
-	listener.Close()
+	addr := closedAddr(t)
 	base, stop, done, logs := startProgram(t, baseEnv(map[string]string{"BETTER_AUTH_URL": "http://" + addr}))
 	defer func() { stop(); <-done }()
 	srv := &testServer{Server: &httptest.Server{URL: base}}

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -163,6 +164,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	return &testServer{Server: srv, logs: logs}
 }
 
+// mustToken is a valid HS256 token for userID, an hour long.
 func mustToken(t *testing.T, userID string) string {
 	t.Helper()
 	now := time.Now()
@@ -184,9 +186,10 @@ type response struct {
 
 func (r response) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
 
-// request sends one request; token "" sends no Authorization header.
-func (s *testServer) request(t *testing.T, method, path, token string, body any, headers ...string) response {
-	t.Helper()
+// do sends one request and reads the whole answer; it is safe in any
+// goroutine. token "" sends no Authorization header; headers are name,
+// value pairs.
+func (s *testServer) do(method, path, token string, body any, headers ...string) (response, error) {
 	var reader io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -197,13 +200,13 @@ func (s *testServer) request(t *testing.T, method, path, token string, body any,
 	default:
 		encoded, err := json.Marshal(b)
 		if err != nil {
-			t.Fatalf("encode body: %v", err)
+			return response{}, fmt.Errorf("encode body: %w", err)
 		}
 		reader = bytes.NewReader(encoded)
 	}
 	req, err := http.NewRequest(method, s.URL+path, reader)
 	if err != nil {
-		t.Fatalf("new request: %v", err)
+		return response{}, fmt.Errorf("new request: %w", err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -217,14 +220,24 @@ func (s *testServer) request(t *testing.T, method, path, token string, body any,
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return response{status: res.StatusCode, header: res.Header, body: data}
+	return response{status: res.StatusCode, header: res.Header, body: data}, nil
+}
+
+// request is do for the test's own goroutine: failing to send ends the test.
+func (s *testServer) request(t *testing.T, method, path, token string, body any, headers ...string) response {
+	t.Helper()
+	res, err := s.do(method, path, token, body, headers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 // taskJSON is the wire form of a task, decoded strictly for assertions.
@@ -238,13 +251,22 @@ type taskJSON struct {
 	UpdatedAt   string  `json:"updated_at"`
 }
 
-func decodeTask(t *testing.T, res response) taskJSON {
-	t.Helper()
+// parseTask reads one task strictly; it is safe in any goroutine.
+func parseTask(res response) (taskJSON, error) {
 	var task taskJSON
 	dec := json.NewDecoder(bytes.NewReader(res.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&task); err != nil {
-		t.Fatalf("decode task from %s: %v", res, err)
+		return taskJSON{}, fmt.Errorf("decode task from %s: %w", res, err)
+	}
+	return task, nil
+}
+
+func decodeTask(t *testing.T, res response) taskJSON {
+	t.Helper()
+	task, err := parseTask(res)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return task
 }
@@ -258,11 +280,20 @@ func sameTask(a, b taskJSON) bool {
 	return a == b
 }
 
-func decodeTasks(t *testing.T, res response) []taskJSON {
-	t.Helper()
+// parseTasks reads a task list; it is safe in any goroutine.
+func parseTasks(res response) ([]taskJSON, error) {
 	var tasks []taskJSON
 	if err := json.Unmarshal(res.body, &tasks); err != nil {
-		t.Fatalf("decode task list from %s: %v", res, err)
+		return nil, fmt.Errorf("decode task list from %s: %w", res, err)
+	}
+	return tasks, nil
+}
+
+func decodeTasks(t *testing.T, res response) []taskJSON {
+	t.Helper()
+	tasks, err := parseTasks(res)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return tasks
 }
@@ -308,6 +339,7 @@ type tcpProxy struct {
 	mu       sync.Mutex
 	listener net.Listener
 	conns    []net.Conn
+	accepted atomic.Int64 // connections made to the database through it
 }
 
 // newTCPProxy starts a proxy to the server dsn names and returns it with a
@@ -354,6 +386,7 @@ func (p *tcpProxy) start(addr string) {
 				client.Close()
 				continue
 			}
+			p.accepted.Add(1)
 			p.mu.Lock()
 			p.conns = append(p.conns, client, server)
 			p.mu.Unlock()
@@ -395,6 +428,18 @@ func newProxiedStore(t *testing.T) (*tcpProxy, *Store, *sql.DB) {
 	return proxy, store, db
 }
 
+// closedAddr is a loopback address nothing listens on: a port the kernel
+// has just handed out and taken back.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	return listener.Addr().String()
+}
+
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func envFrom(vars map[string]string) func(string) string {
@@ -409,10 +454,10 @@ func baseEnv(overrides map[string]string) map[string]string {
 	return env
 }
 
-// startProgram runs the real program in the background and returns its
-// base URL; cancelling stops it, and the returned channel gives run's error.
-func startProgram(t *testing.T, env map[string]string) (string, context.CancelFunc, <-chan error, *syncBuffer) {
-	t.Helper()
+// launchProgram runs the real program in the background and returns its
+// base URL once it listens; cancelling stops it, and the returned channel
+// gives run's error. It is safe in any goroutine.
+func launchProgram(env map[string]string) (string, context.CancelFunc, <-chan error, *syncBuffer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
@@ -423,17 +468,26 @@ func startProgram(t *testing.T, env map[string]string) (string, context.CancelFu
 			var entry struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
 				_, port, _ := net.SplitHostPort(entry.Addr)
-				return "http://127.0.0.1:" + port, cancel, done, logs
+				return "http://127.0.0.1:" + port, cancel, done, logs, nil
 			}
 		}
 		select {
 		case err := <-done:
 			cancel()
-			t.Fatalf("run ended during start-up: %v\n%s", err, logs)
+			return "", nil, nil, nil, fmt.Errorf("run ended during start-up: %v\n%s", err, logs)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	cancel()
-	t.Fatalf("server did not start:\n%s", logs)
-	return "", nil, nil, nil
+	return "", nil, nil, nil, fmt.Errorf("server did not start:\n%s", logs)
+}
+
+// startProgram is launchProgram for the test's own goroutine.
+func startProgram(t *testing.T, env map[string]string) (string, context.CancelFunc, <-chan error, *syncBuffer) {
+	t.Helper()
+	base, stop, done, logs, err := launchProgram(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base, stop, done, logs
 }

@@ -151,7 +151,7 @@ func TestMetricsExposition(t *testing.T) {
 		`todo_http_request_duration_seconds_count{route="/api/tasks"}`:            3,
 		`todo_http_request_duration_seconds_bucket{route="/api/tasks",le="+Inf"}`: 3,
 		`todo_http_requests_in_flight`:                                            0,
-		`todo_db_connections_max`:                                                 20,
+		`todo_db_connections_max`:                                                 float64(testDB.Stats().MaxOpenConnections),
 	} {
 		if got, ok := samples[series]; !ok || got != want {
 			t.Errorf("%s = %v (present %v); want %v", series, got, ok, want)

@@ -114,19 +114,14 @@ func TestRunServesAndDrains(t *testing.T) {
 
 func TestRunWaitsForDatabaseThenGivesUp(t *testing.T) {
 	t.Parallel()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := listener.Addr().(*net.TCPAddr)
-	listener.Close() // nothing listens there now
+	addr := closedAddr(t)
 	var stderr syncBuffer
 	env := baseEnv(map[string]string{
-		"DATABASE_URL": fmt.Sprintf("postgres://todo:hunter2@127.0.0.1:%d/todo?sslmode=disable", addr.Port),
+		"DATABASE_URL": "postgres://todo:hunter2@" + addr + "/todo?sslmode=disable",
 		"DB_WAIT":      "1s",
 	})
 	start := time.Now()
-	err = run(context.Background(), []string{"todo-backend"}, envFrom(env), io.Discard, &stderr)
+	err := run(context.Background(), []string{"todo-backend"}, envFrom(env), io.Discard, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "database not reachable") {
 		t.Fatalf("run = %v; want 'database not reachable'", err)
 	}

@@ -414,7 +414,11 @@ func TestConcurrentWritesNeverFail(t *testing.T) {
 				{"PUT", taskPath(task.ID), map[string]any{"title": fmt.Sprintf("update %d", i), "completed": i%2 == 0}, 200},
 				{"PATCH", taskPath(task.ID) + "/complete", map[string]any{"completed": i%2 == 1}, 200},
 			} {
-				res := srv.request(t, r.method, r.path, token, r.body)
+				res, err := srv.do(r.method, r.path, token, r.body)
+				if err != nil {
+					statuses <- err.Error()
+					continue
+				}
 				if res.status != r.want {
 					statuses <- fmt.Sprintf("%s %s = %s", r.method, r.path, res)
 				}
@@ -519,10 +523,14 @@ func TestRacingIfMatchWritersOneWins(t *testing.T) {
 			defer done.Done()
 			start.Wait()
 			var res response
+			var err error
 			if i%2 == 0 {
-				res = srv.request(t, "PUT", taskPath(task.ID), token, map[string]any{"title": fmt.Sprintf("writer %d", i)}, "If-Match", `"v1"`)
+				res, err = srv.do("PUT", taskPath(task.ID), token, map[string]any{"title": fmt.Sprintf("writer %d", i)}, "If-Match", `"v1"`)
 			} else {
-				res = srv.request(t, "PATCH", taskPath(task.ID)+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v1"`)
+				res, err = srv.do("PATCH", taskPath(task.ID)+"/complete", token, map[string]any{"completed": true}, "If-Match", `"v1"`)
+			}
+			if err != nil {
+				t.Error(err)
 			}
 			statuses <- res.status
 		}(i)
@@ -635,7 +643,11 @@ func TestIdempotentCreateConcurrent(t *testing.T) {
 		go func() {
 			defer done.Done()
 			start.Wait()
-			res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "exactly one"}, "Idempotency-Key", "retry-storm")
+			res, err := srv.do("POST", "/api/tasks", token, map[string]any{"title": "exactly one"}, "Idempotency-Key", "retry-storm")
+			if err != nil {
+				ids <- err.Error()
+				return
+			}
 			if res.status != http.StatusCreated {
 				ids <- "status " + res.String()
 				return
