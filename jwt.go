@@ -41,6 +41,7 @@ type tokenError struct {
 	msg    string
 }
 
+// Error is the message for the log line.
 func (e *tokenError) Error() string { return e.msg }
 
 // Each verification failure has its own error, defined here and only here.
@@ -191,23 +192,11 @@ func (c claimRules) checkTimesAndParties(claims map[string]json.RawMessage, now 
 	if !now.Before(expires) {
 		return time.Time{}, errTokenExpired
 	}
-	if raw, ok := claims["nbf"]; ok {
-		nbf, err := numericDate(raw)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if nbf.After(now.Add(clockLeeway)) {
-			return time.Time{}, errTokenNotYetValid
-		}
+	if err := notAfter(claims["nbf"], now, errTokenNotYetValid); err != nil {
+		return time.Time{}, err
 	}
-	if raw, ok := claims["iat"]; ok {
-		iat, err := numericDate(raw)
-		if err != nil {
-			return time.Time{}, err
-		}
-		if iat.After(now.Add(clockLeeway)) {
-			return time.Time{}, errTokenIssuedFuture
-		}
+	if err := notAfter(claims["iat"], now, errTokenIssuedFuture); err != nil {
+		return time.Time{}, err
 	}
 	if c.issuer != "" {
 		if iss, ok := jsonString(claims["iss"]); !ok || iss != c.issuer {
@@ -218,6 +207,22 @@ func (c claimRules) checkTimesAndParties(claims map[string]json.RawMessage, now 
 		return time.Time{}, errTokenAudience
 	}
 	return expires, nil
+}
+
+// notAfter checks an optional date claim (nbf, iat): when present it must
+// be a number and not later than now plus the leeway, else tooLate.
+func notAfter(raw json.RawMessage, now time.Time, tooLate error) error {
+	if raw == nil {
+		return nil
+	}
+	date, err := numericDate(raw)
+	if err != nil {
+		return err
+	}
+	if date.After(now.Add(clockLeeway)) {
+		return tooLate
+	}
+	return nil
 }
 
 // userID takes the first of the configured claims that is present; a present
@@ -340,6 +345,7 @@ type verifiers struct {
 	jwks  *jwksVerifier  // nil without BETTER_AUTH_URL
 }
 
+// Verify returns the user id token carries when it is valid at now.
 func (v *verifiers) Verify(token string, now time.Time) (string, error) {
 	userID, _, err := v.VerifyUntil(token, now)
 	return userID, err

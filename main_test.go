@@ -108,6 +108,18 @@ func createDatabase(t *testing.T) string {
 	return withDatabase(testDSN, name)
 }
 
+// openDatabase is createDatabase with a pool open on it for the test.
+func openDatabase(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	dsn := createDatabase(t)
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return dsn, db
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

@@ -48,9 +48,15 @@ type headerProbe struct {
 	status int
 }
 
-func (p *headerProbe) Header() http.Header         { return p.header }
+// Header, Write and WriteHeader make headerProbe an http.ResponseWriter
+// that keeps the headers and status and drops the body.
+func (p *headerProbe) Header() http.Header { return p.header }
+
+// Write discards b.
 func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
-func (p *headerProbe) WriteHeader(status int)      { p.status = status }
+
+// WriteHeader records status.
+func (p *headerProbe) WriteHeader(status int) { p.status = status }
 
 // named records which route served a request, for metrics.
 func named(route string, next http.Handler) http.Handler {
@@ -187,6 +193,7 @@ type statusWriter struct {
 	status int
 }
 
+// WriteHeader records the first status and passes it on.
 func (w *statusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
@@ -194,6 +201,7 @@ func (w *statusWriter) WriteHeader(status int) {
 	w.ResponseWriter.WriteHeader(status)
 }
 
+// Write counts as a 200 when no status was written first.
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -201,6 +209,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logRequests gives every request an id, the headers every answer carries,

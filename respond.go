@@ -51,6 +51,7 @@ type apiError struct {
 	cause  error
 }
 
+// Error is the detail and, for the log, the cause.
 func (e *apiError) Error() string {
 	if e.cause != nil {
 		return e.detail + ": " + e.cause.Error()
@@ -58,6 +59,7 @@ func (e *apiError) Error() string {
 	return e.detail
 }
 
+// Unwrap exposes the cause, so errors.Is and errors.As see through.
 func (e *apiError) Unwrap() error { return e.cause }
 
 // fieldError names one broken body or query rule.

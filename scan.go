@@ -51,6 +51,7 @@ func scanOne(row *sql.Row, userID, op string) (Task, error) {
 // either way.
 type pgTimestamp struct{ t *time.Time }
 
+// Scan implements sql.Scanner.
 func (p pgTimestamp) Scan(src any) error {
 	var s string
 	switch v := src.(type) {

@@ -162,6 +162,7 @@ func (l *drainingListener) drain() {
 	}
 }
 
+// Accept reports net.ErrClosed once the drain's accept window is over.
 func (l *drainingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil && l.draining.Load() {

@@ -23,12 +23,7 @@ import (
 
 func TestSchemaAppliesConcurrentlyAndIdempotently(t *testing.T) {
 	t.Parallel()
-	dsn := createDatabase(t)
-	db, err := sql.Open("postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	_, db := openDatabase(t)
 	ctx := context.Background()
 	errs := make(chan error, 3)
 	for i := 0; i < 3; i++ {
@@ -405,12 +400,7 @@ CREATE INDEX IF NOT EXISTS tasks_user_created_idx ON tasks (user_id, created_at 
 
 func TestUpgradeFromFirstSchemaKeepsRows(t *testing.T) {
 	t.Parallel()
-	dsn := createDatabase(t)
-	db, err := sql.Open("postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	dsn, db := openDatabase(t)
 	if _, err := db.Exec(schemaV1); err != nil {
 		t.Fatal(err)
 	}

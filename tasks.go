@@ -118,7 +118,10 @@ func (s *server) createTaskOnce(ctx context.Context, w http.ResponseWriter, user
 	return nil
 }
 
-func (s *server) handleGetTask() http.Handler {
+// forTask serves a request about the task in the path that has no body:
+// a malformed id is the not-found 404 at once, and h gets the id and a
+// context bounding its database work.
+func (s *server) forTask(h func(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, id int64) error) http.Handler {
 	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {
 		id, ok := parseTaskID(r)
 		if !ok {
@@ -126,6 +129,12 @@ func (s *server) handleGetTask() http.Handler {
 		}
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
+		return h(ctx, w, r, userID, id)
+	})
+}
+
+func (s *server) handleGetTask() http.Handler {
+	return s.forTask(func(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, id int64) error {
 		task, err := s.store.GetTask(ctx, userID, id)
 		if err != nil {
 			return err
@@ -201,13 +210,7 @@ func (s *server) handleCompleteTask() http.Handler {
 }
 
 func (s *server) handleDeleteTask() http.Handler {
-	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {
-		id, ok := parseTaskID(r)
-		if !ok {
-			return errNotFound
-		}
-		ctx, cancel := s.dbContext(r)
-		defer cancel()
+	return s.forTask(func(ctx context.Context, w http.ResponseWriter, r *http.Request, userID string, id int64) error {
 		if err := s.store.DeleteTask(ctx, userID, id, ifMatchVersions(r)); err != nil {
 			return err
 		}
