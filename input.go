@@ -45,6 +45,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		errs = append(errs, fieldError{"title", "title is required"})
 	} else if title, ok := jsonString(raw); !ok {
 		errs = append(errs, fieldError{"title", "title must be a string"})
+	} else if hasLoneSurrogate(raw) {
+		errs = append(errs, fieldError{"title", loneSurrogateMessage("title")})
 	} else if strings.IndexByte(title, 0) >= 0 {
 		errs = append(errs, fieldError{"title", "title must not contain the NUL character"})
 	} else {
@@ -61,6 +63,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		if !isJSONNull(raw) {
 			if description, ok := jsonString(raw); !ok {
 				errs = append(errs, fieldError{"description", "description must be a string or null"})
+			} else if hasLoneSurrogate(raw) {
+				errs = append(errs, fieldError{"description", loneSurrogateMessage("description")})
 			} else if strings.IndexByte(description, 0) >= 0 {
 				errs = append(errs, fieldError{"description", "description must not contain the NUL character"})
 			} else {
@@ -80,6 +84,10 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		return taskUpdate{}, validationError(errs...)
 	}
 	return f, nil
+}
+
+func loneSurrogateMessage(field string) string {
+	return field + ` must not contain a lone surrogate escape (\ud800 to \udfff without its pair)`
 }
 
 // parsePositiveDecimal accepts only the canonical decimal form of a
@@ -103,10 +111,16 @@ func parseTaskID(r *http.Request) (int64, bool) {
 	return parsePositiveDecimal(r.PathValue("id"))
 }
 
-// parseListFilter reads completed, limit and offset; each may appear once.
+// parseListFilter reads completed, status, sort, limit and offset; each may
+// appear once, and completed and status not together. A ";" anywhere in the
+// query is refused: Go's parser drops such pairs silently, so
+// ?limit=1;limit=2 would otherwise answer the whole list.
 func parseListFilter(r *http.Request) (listFilter, error) {
 	var f listFilter
 	var errs []fieldError
+	if strings.Contains(r.URL.RawQuery, ";") {
+		return listFilter{}, validationError(fieldError{"query", "the query string must not contain ';' (separate parameters with '&')"})
+	}
 	query := r.URL.Query()
 	single := func(name string) (string, bool) {
 		values, ok := query[name]
@@ -126,6 +140,28 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 			f.completed = &completed
 		default:
 			errs = append(errs, fieldError{"completed", "completed must be true or false"})
+		}
+	}
+	if v, ok := single("status"); ok {
+		if _, both := query["completed"]; both {
+			errs = append(errs, fieldError{"status", "status and completed cannot be given together"})
+		}
+		switch v {
+		case "all":
+		case "pending", "completed":
+			completed := v == "completed"
+			f.completed = &completed
+		default:
+			errs = append(errs, fieldError{"status", "status must be all, pending or completed"})
+		}
+	}
+	if v, ok := single("sort"); ok {
+		switch v {
+		case "created":
+		case "title":
+			f.byTitle = true
+		default:
+			errs = append(errs, fieldError{"sort", "sort must be created or title"})
 		}
 	}
 	if v, ok := single("limit"); ok {

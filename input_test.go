@@ -45,3 +45,31 @@ func FuzzDecodeTask(f *testing.F) {
 		}
 	})
 }
+
+// TestBodyTextIsNeverRewritten: a lone surrogate in a stored field is a
+// 422 naming the field, and a pair is kept as the one character it is.
+func TestBodyTextIsNeverRewritten(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "before"})
+	for _, c := range []struct{ body, field string }{
+		{`{"title":"a\ud800b"}`, "title"},
+		{`{"title":"a\udfff"}`, "title"},
+		{`{"title":"ok","description":"\ud800"}`, "description"},
+	} {
+		for _, req := range []struct{ method, path string }{{"POST", "/api/tasks"}, {"PUT", taskPath(task.ID)}} {
+			res := srv.request(t, req.method, req.path, token, c.body)
+			wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+			if !strings.Contains(string(res.body), `"field":"`+c.field+`"`) {
+				t.Errorf("%s %s: 422 does not name %s: %s", req.method, c.body, c.field, res.body)
+			}
+		}
+	}
+	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); got.Title != "before" {
+		t.Errorf("title after refused PUTs = %q; want before", got.Title)
+	}
+	if got := mustCreate(t, srv, token, `{"title":"\ud83d\ude00"}`); got.Title != "\U0001F600" {
+		t.Errorf("surrogate pair stored as %q", got.Title)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxTokenBytes bounds the work an unauthenticated client can make us do.
@@ -50,6 +51,7 @@ var (
 	errTokenMalformed    = &tokenError{"malformed", "token malformed"}
 	errTokenAlgorithm    = &tokenError{"algorithm", "token algorithm not accepted"}
 	errTokenCrit         = &tokenError{"crit", "token header has crit"}
+	errTokenType         = &tokenError{"typ", "token typ is not JWT"}
 	errTokenSignature    = &tokenError{"signature", "token signature invalid"}
 	errTokenExpired      = &tokenError{"expired", "token expired"}
 	errTokenMissingExp   = &tokenError{"missing_exp", "token has no exp"}
@@ -88,7 +90,7 @@ func parseToken(token string) (parsedToken, error) {
 		return parsedToken{}, errTokenMalformed
 	}
 	header, err := decodeSegment(headerB64)
-	if err != nil {
+	if err != nil || !strictJSONText(header) {
 		return parsedToken{}, errTokenMalformed
 	}
 	var hdr map[string]json.RawMessage
@@ -102,6 +104,14 @@ func parseToken(token string) (parsedToken, error) {
 	if _, ok := hdr["crit"]; ok {
 		return parsedToken{}, errTokenCrit
 	}
+	// RFC 8725 section 3.11: a typ, when present, must say this is a JWT,
+	// so that other HS256 objects under the same secret (Better Auth's
+	// session-cache cookies among them) are not taken for access tokens.
+	if raw, ok := hdr["typ"]; ok {
+		if typ, ok := jsonString(raw); !ok || !strings.EqualFold(typ, "JWT") {
+			return parsedToken{}, errTokenType
+		}
+	}
 	if raw, ok := hdr["kid"]; ok {
 		if p.kid, ok = jsonString(raw); !ok {
 			return parsedToken{}, errTokenMalformed
@@ -111,6 +121,13 @@ func parseToken(token string) (parsedToken, error) {
 		return parsedToken{}, errTokenSignature
 	}
 	return p, nil
+}
+
+// strictJSONText refuses what encoding/json would silently rewrite:
+// invalid UTF-8 and lone surrogate escapes both read as U+FFFD, which
+// would make distinct user ids one.
+func strictJSONText(b []byte) bool {
+	return utf8.Valid(b) && !hasLoneSurrogate(b)
 }
 
 // claimRules are what a token's claims must say, once its signature holds.
@@ -124,7 +141,7 @@ type claimRules struct {
 // its user id and the time it expires (exp plus the leeway).
 func (c claimRules) check(payloadB64 string, now time.Time) (string, time.Time, error) {
 	payload, err := decodeSegment(payloadB64)
-	if err != nil {
+	if err != nil || !strictJSONText(payload) {
 		return "", time.Time{}, errTokenMalformed
 	}
 	var claims map[string]json.RawMessage

@@ -245,3 +245,46 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifyRefusesRewrittenText: a typ other than JWT, invalid UTF-8 and
+// lone surrogates are refused rather than read as encoding/json would
+// (all three ids below would otherwise be the same user "\ufffd").
+func TestVerifyRefusesRewrittenText(t *testing.T) {
+	t.Parallel()
+	v := newHS256Verifier([]byte(testSecret), "", "", "")
+	exp := strconv.FormatInt(pinnedNow.Unix()+60, 10)
+	payload := func(sub string) string { return `{"sub":` + sub + `,"exp":` + exp + `}` }
+	cases := []struct {
+		name, header, payload string
+		wantID                string
+		wantErr               error
+	}{
+		{"typ JWT", `{"alg":"HS256","typ":"JWT"}`, payload(`"a"`), "a", nil},
+		{"typ jwt lower case", `{"alg":"HS256","typ":"jwt"}`, payload(`"a"`), "a", nil},
+		{"no typ", `{"alg":"HS256"}`, payload(`"a"`), "a", nil},
+		{"typ at+jwt", `{"alg":"HS256","typ":"at+jwt"}`, payload(`"a"`), "", errTokenType},
+		{"typ JWE", `{"alg":"HS256","typ":"JWE"}`, payload(`"a"`), "", errTokenType},
+		{"typ Better Auth session cache", `{"alg":"HS256","typ":"better-auth.session-cache+jwt"}`, payload(`"a"`), "", errTokenType},
+		{"typ not a string", `{"alg":"HS256","typ":1}`, payload(`"a"`), "", errTokenType},
+		{"lone high surrogate", `{"alg":"HS256"}`, payload(`"\ud800"`), "", errTokenMalformed},
+		{"lone low surrogate", `{"alg":"HS256"}`, payload(`"\udfff"`), "", errTokenMalformed},
+		{"high surrogate then text", `{"alg":"HS256"}`, payload(`"\ud800x"`), "", errTokenMalformed},
+		{"raw 0xFF byte", `{"alg":"HS256"}`, payload("\"\xff\""), "", errTokenMalformed},
+		{"surrogate in the header", `{"alg":"HS256","x":"\udc00"}`, payload(`"a"`), "", errTokenMalformed},
+		{"invalid UTF-8 in the header", "{\"alg\":\"HS256\",\"x\":\"\xc3\"}", payload(`"a"`), "", errTokenMalformed},
+		{"a pair is one character", `{"alg":"HS256"}`, payload(`"\ud83d\ude00"`), "\U0001F600", nil},
+		{"an escaped backslash before u", `{"alg":"HS256"}`, payload(`"\\ud800"`), `\ud800`, nil},
+	}
+	for _, c := range cases {
+		got, err := v.Verify(rawToken(testSecret, c.header, c.payload), pinnedNow)
+		if c.wantErr != nil {
+			if !errors.Is(err, c.wantErr) {
+				t.Errorf("%s: Verify = %q, %v; want %v", c.name, got, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != c.wantID {
+			t.Errorf("%s: Verify = %q, %v; want %q", c.name, got, err, c.wantID)
+		}
+	}
+}

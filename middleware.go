@@ -18,23 +18,46 @@ import (
 // normalising, panic recovery, and the request log line with its id and
 // metrics. CORS is in cors.go, authentication itself in auth.go.
 
-// routeOrError serves matched routes and answers the mux's own 404 and 405
-// in the contract's JSON shape instead of its plain text.
-func routeOrError(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// routeMatch is what the muxes make of a request: the mux that serves it
+// and its pattern, or the Allow header of a path known for other methods.
+type routeMatch struct {
+	mux     *http.ServeMux
+	pattern string
+	allow   string
+}
+
+// matchRoute asks the muxes in order. A path the first one knows keeps
+// its meaning there, a 405 included; a later mux is asked only about
+// paths the earlier ones do not know at all.
+func matchRoute(muxes []*http.ServeMux, r *http.Request) routeMatch {
+	for _, mux := range muxes {
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
+			return routeMatch{mux: mux, pattern: pattern}
 		}
 		probe := &headerProbe{header: http.Header{}}
 		h.ServeHTTP(probe, r)
 		if probe.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", probe.header.Get("Allow"))
-			writeError(w, r, &apiError{code: codeMethodNotAllowed, detail: "method " + r.Method + " not allowed on " + r.URL.Path})
-			return
+			return routeMatch{allow: probe.header.Get("Allow")}
 		}
-		writeError(w, r, noRoute(r))
+	}
+	return routeMatch{}
+}
+
+// routeOrError serves matched routes and answers the muxes' own 404 and
+// 405 in the contract's JSON shape instead of their plain text.
+func routeOrError(muxes []*http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m := matchRoute(muxes, r)
+		switch {
+		case m.mux != nil:
+			m.mux.ServeHTTP(w, r)
+		case m.allow != "":
+			w.Header().Set("Allow", m.allow)
+			writeError(w, r, &apiError{code: codeMethodNotAllowed, detail: "method " + r.Method + " not allowed on " + r.URL.Path})
+		default:
+			writeError(w, r, noRoute(r))
+		}
 	})
 }
 
@@ -85,12 +108,13 @@ func requireAuthUnder(prefix string, authed, open http.Handler) http.Handler {
 
 // normalizePath serves "/api/tasks/" as "/api/tasks" without a redirect (a
 // redirect can lose the Authorization header) and refuses paths that are not
-// clean, which the mux would otherwise redirect.
+// clean, which the mux would otherwise redirect. Only a literal trailing
+// slash is dropped: an encoded one (2%2F) is part of the segment, and an id
+// holding it names no task.
 func normalizePath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p := r.URL.Path
-		if len(p) > 1 && strings.HasSuffix(p, "/") {
-			r.URL.Path = p[:len(p)-1]
+		if escaped := r.URL.EscapedPath(); len(escaped) > 1 && strings.HasSuffix(escaped, "/") {
+			r.URL.Path = strings.TrimSuffix(r.URL.Path, "/")
 			r.URL.RawPath = strings.TrimSuffix(r.URL.RawPath, "/")
 		}
 		escaped := r.URL.EscapedPath()

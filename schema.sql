@@ -15,9 +15,14 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 
 -- Serves the list order (newest first) for one user; the primary key
--- serves single-task lookups, so no other index is needed.
+-- serves single-task lookups.
 CREATE INDEX IF NOT EXISTS tasks_user_created_idx
     ON tasks (user_id, created_at DESC, id DESC);
+
+-- Since the third version: serves sort=title (case-insensitive A to Z,
+-- then id) for one user.
+CREATE INDEX IF NOT EXISTS tasks_user_title_idx
+    ON tasks (user_id, lower(title), id);
 
 -- Since the second version: a row version for ETags and conditional writes.
 -- Existing rows start at 1; adding a column with a constant default does

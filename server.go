@@ -44,12 +44,19 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 	if cfg.clock != nil {
 		s.now = cfg.clock
 	}
-	mux := http.NewServeMux()
+	// Go's mux refuses /api/tasks/{id} and /api/{user_id}/tasks side by
+	// side (both match /api/tasks/tasks), so the path-scoped routes have a
+	// mux of their own, asked only for paths the first does not know.
+	muxes := []*http.ServeMux{http.NewServeMux(), http.NewServeMux()}
 	for _, rt := range s.routes() {
+		mux := muxes[0]
+		if strings.Contains(rt.pattern, "{user_id}") {
+			mux = muxes[1]
+		}
 		mux.Handle(rt.pattern, named(routePath(rt.pattern), rt.handler))
 	}
-	s.routeOf = func(r *http.Request) string { _, pattern := mux.Handler(r); return routePath(pattern) }
-	var h http.Handler = routeOrError(mux)
+	s.routeOf = func(r *http.Request) string { return routePath(matchRoute(muxes, r).pattern) }
+	var h http.Handler = routeOrError(muxes)
 	h = requireAuthUnder("/api", requireAuth(s.verifier, s.now, s.limiter.limitPerUser(s.now, h)), h)
 	h = normalizePath(h)
 	h = s.recoverPanics(h)
@@ -64,12 +71,11 @@ type route struct {
 }
 
 // routes lists the whole API; openapi.json must describe exactly these,
-// which a test checks.
+// which a test checks. Every task route is served twice: at /api/tasks...
+// and, for the hackathon family of frontends, at /api/{user_id}/tasks...,
+// where the path's user id must be the token's.
 func (s *server) routes() []route {
-	return []route{
-		{"GET /healthz", s.handleHealth()},
-		{"GET /readyz", s.handleReady()},
-		{"GET /openapi.json", handleOpenAPI()},
+	tasks := []route{
 		{"GET /api/tasks", s.handleListTasks()},
 		{"POST /api/tasks", s.handleCreateTask()},
 		{"GET /api/tasks/{id}", s.handleGetTask()},
@@ -77,6 +83,37 @@ func (s *server) routes() []route {
 		{"DELETE /api/tasks/{id}", s.handleDeleteTask()},
 		{"PATCH /api/tasks/{id}/complete", s.handleCompleteTask()},
 	}
+	all := []route{
+		{"GET /healthz", s.handleHealth()},
+		{"GET /readyz", s.handleReady()},
+		{"GET /openapi.json", handleOpenAPI()},
+	}
+	all = append(all, tasks...)
+	for _, rt := range tasks {
+		scoped := strings.Replace(rt.pattern, " /api/tasks", " /api/{user_id}/tasks", 1)
+		all = append(all, route{scoped, ownPath(rt.handler)})
+	}
+	return all
+}
+
+// ownPath serves a path-scoped route only when the path's {user_id}
+// (percent-decoded) is exactly the token's user id. Any other user id is
+// answered as a missing task, before anything is read or written: another
+// user's data is "not found", never "forbidden". The handler still scopes
+// its SQL by the token's user id alone.
+func ownPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		userID, ok := userIDFrom(r.Context())
+		if !ok {
+			writeError(w, r, errNoUserID)
+			return
+		}
+		if r.PathValue("user_id") != userID {
+			writeError(w, r, errNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // routePath is a pattern without its method: the metrics' route label.

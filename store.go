@@ -25,18 +25,35 @@ var (
 	errKeyReused = validationError(fieldError{"Idempotency-Key", "Idempotency-Key was already used with a different request body"})
 )
 
-// Two list statements rather than one with an optional filter: each has
-// a plan of its own, and neither binds NULL (so pgbench can replay them).
-// ORDER BY names tasks.created_at: a bare created_at would mean the
-// created_at::text output column, sorted as text without the index.
+// A list statement for each filter and order rather than one with optional
+// parts: each has a plan of its own on its index, and none binds NULL (so
+// pgbench can replay them). ORDER BY names tasks.created_at: a bare
+// created_at would mean the created_at::text output column, sorted as text
+// without the index.
+const (
+	orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
+	// orderByTitle is case-insensitive A to Z, then id, on tasks_user_title_idx.
+	orderByTitle = `ORDER BY lower(tasks.title), tasks.id`
+)
+
 const listTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1
-ORDER BY tasks.created_at DESC, tasks.id DESC
+` + orderNewestFirst + `
 LIMIT $2 OFFSET $3`
 
 const listTasksByCompletedSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1 AND completed = $2
-ORDER BY tasks.created_at DESC, tasks.id DESC
+` + orderNewestFirst + `
+LIMIT $3 OFFSET $4`
+
+const listTasksByTitleSQL = `SELECT ` + taskColumns + ` FROM tasks
+WHERE user_id = $1
+` + orderByTitle + `
+LIMIT $2 OFFSET $3`
+
+const listTasksByCompletedByTitleSQL = `SELECT ` + taskColumns + ` FROM tasks
+WHERE user_id = $1 AND completed = $2
+` + orderByTitle + `
 LIMIT $3 OFFSET $4`
 
 const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks
@@ -68,6 +85,15 @@ RETURNING ` + taskColumns
 
 const setCompletedSQL = `UPDATE tasks SET
     completed = $5,
+    updated_at = ` + nextUpdatedAt + `,
+    version = version + 1
+WHERE ` + ifMatchClause + `
+RETURNING ` + taskColumns
+
+// toggleCompletedSQL flips completed in the one statement, so concurrent
+// toggles never read a stale value.
+const toggleCompletedSQL = `UPDATE tasks SET
+    completed = NOT completed,
     updated_at = ` + nextUpdatedAt + `,
     version = version + 1
 WHERE ` + ifMatchClause + `
@@ -115,10 +141,13 @@ type Store struct {
 	queueWaitNanos   atomic.Int64
 	listTasks        *sql.Stmt
 	listByCompleted  *sql.Stmt
+	listByTitle      *sql.Stmt
+	listByDoneTitle  *sql.Stmt // completed filter, title order
 	getTask          *sql.Stmt
 	createTask       *sql.Stmt
 	updateTask       *sql.Stmt
 	setCompleted     *sql.Stmt
+	toggleCompleted  *sql.Stmt
 	deleteTask       *sql.Stmt
 	dropExpiredKey   *sql.Stmt
 	claimKey         *sql.Stmt
@@ -138,10 +167,13 @@ func (s *Store) statements() []storeStatement {
 	return []storeStatement{
 		{&s.listTasks, listTasksSQL},
 		{&s.listByCompleted, listTasksByCompletedSQL},
+		{&s.listByTitle, listTasksByTitleSQL},
+		{&s.listByDoneTitle, listTasksByCompletedByTitleSQL},
 		{&s.getTask, getTaskSQL},
 		{&s.createTask, createTaskSQL},
 		{&s.updateTask, updateTaskSQL},
 		{&s.setCompleted, setCompletedSQL},
+		{&s.toggleCompleted, toggleCompletedSQL},
 		{&s.deleteTask, deleteTaskSQL},
 		{&s.dropExpiredKey, dropExpiredKeySQL},
 		{&s.claimKey, claimKeySQL},
@@ -238,9 +270,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.entered(ctx, func() error { return s.db.PingContext(ctx) })
 }
 
-// listFilter narrows and pages a task list; nil means "not given".
+// listFilter narrows, orders and pages a task list; nil means "not given".
 type listFilter struct {
 	completed *bool
+	byTitle   bool // sort=title; else newest first
 	limit     *int64
 	offset    int64
 }
@@ -282,10 +315,14 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 	}
 	var rows *sql.Rows
 	var err error
+	all, byCompleted := s.listTasks, s.listByCompleted
+	if f.byTitle {
+		all, byCompleted = s.listByTitle, s.listByDoneTitle
+	}
 	if f.completed != nil {
-		rows, err = s.listByCompleted.QueryContext(ctx, userID, *f.completed, limit, f.offset)
+		rows, err = byCompleted.QueryContext(ctx, userID, *f.completed, limit, f.offset)
 	} else {
-		rows, err = s.listTasks.QueryContext(ctx, userID, limit, f.offset)
+		rows, err = all.QueryContext(ctx, userID, limit, f.offset)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -325,6 +362,11 @@ func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in task
 // SetCompleted sets the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
 	return s.changeTask(ctx, userID, id, ifMatch, "complete task", s.setCompleted, completed)
+}
+
+// ToggleCompleted flips the task's completed flag; see writeIfMatch for ifMatch.
+func (s *Store) ToggleCompleted(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
+	return s.changeTask(ctx, userID, id, ifMatch, "toggle task", s.toggleCompleted)
 }
 
 // changeTask runs an UPDATE ... RETURNING of one task through writeIfMatch.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strconv"
 )
 
@@ -76,19 +77,27 @@ func (s *server) handleCreateTask() http.Handler {
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
 		if key != "" {
-			return s.createTaskOnce(ctx, w, userID, key, in)
+			return s.createTaskOnce(ctx, w, r, userID, key, in)
 		}
 		task, err := s.store.CreateTask(ctx, userID, in)
 		if err != nil {
 			return err
 		}
-		w.Header().Set("Location", taskLocation(task.ID))
+		w.Header().Set("Location", taskLocation(r, task.ID))
 		writeTask(w, http.StatusCreated, &task)
 		return nil
 	})
 }
 
-func taskLocation(id int64) string { return "/api/tasks/" + strconv.FormatInt(id, 10) }
+// taskLocation is the created task's path, in the shape of the request's:
+// /api/tasks/{id}, or /api/{user_id}/tasks/{id} for a path-scoped POST.
+func taskLocation(r *http.Request, id int64) string {
+	prefix := "/api"
+	if pathUser := r.PathValue("user_id"); pathUser != "" {
+		prefix += "/" + url.PathEscape(pathUser)
+	}
+	return prefix + "/tasks/" + strconv.FormatInt(id, 10)
+}
 
 // writeTask answers with one task and its ETag.
 func writeTask(w http.ResponseWriter, status int, t *Task) {
@@ -101,13 +110,13 @@ func writeTask(w http.ResponseWriter, status int, t *Task) {
 
 // createTaskOnce answers a POST that carries an Idempotency-Key: the first
 // time with the task it creates, every later time with that same 201.
-func (s *server) createTaskOnce(ctx context.Context, w http.ResponseWriter, userID, key string, in taskInput) error {
+func (s *server) createTaskOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, key string, in taskInput) error {
 	created, err := s.store.CreateTaskOnce(ctx, userID, key, in.fingerprint(), in, func(t *Task) []byte { return t.appendJSON(nil) })
 	if err != nil {
 		return err
 	}
 	h := w.Header()
-	h.Set("Location", taskLocation(created.taskID))
+	h.Set("Location", taskLocation(r, created.taskID))
 	if created.version.Valid {
 		h.Set("ETag", etagOf(created.version.Int64))
 	}
@@ -193,9 +202,18 @@ func (s *server) handleUpdateTask() http.Handler {
 	})
 }
 
+// handleCompleteTask sets completed from {"completed": true|false}, or,
+// with no body at all, flips it.
 func (s *server) handleCompleteTask() http.Handler {
 	return s.handleChangeTask(func(w http.ResponseWriter, r *http.Request) (taskChange, error) {
-		body, err := decode(w, r)
+		raw, err := readBody(w, r)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) == 0 {
+			return s.store.ToggleCompleted, nil
+		}
+		body, err := decodeObject(raw)
 		if err != nil {
 			return nil, err
 		}

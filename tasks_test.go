@@ -275,7 +275,7 @@ func TestCompleteValidation(t *testing.T) {
 	for _, body := range []string{`{}`, `{"completed": null}`, `{"completed": "true"}`, `{"completed": 1}`, `[]`, `{"done": true}`} {
 		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusUnprocessableEntity, codeValidation)
 	}
-	for _, body := range []string{``, `{"completed": true`, `{"completed": true} {}`} {
+	for _, body := range []string{`{"completed": true`, `{"completed": true} {}`, ` `} {
 		wantError(t, srv.request(t, "PATCH", path, token, body), http.StatusBadRequest, codeBadRequest)
 	}
 	if got := decodeTask(t, srv.request(t, "GET", taskPath(task.ID), token, nil)); !sameTask(got, task) {

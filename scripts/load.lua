@@ -52,6 +52,17 @@ local function complete(u, auth)
     { Authorization = auth, ["Content-Type"] = "application/json" }, '{"completed":true}')
 end
 
+-- toggle: PATCH with no body flips completed (path-scoped, as the hackathon
+-- frontends call it; user u's id is "u").
+local function toggle(u, auth)
+  return wrk.format("PATCH", "/api/" .. u .. "/tasks/" .. seededID(u) .. "/complete", { Authorization = auth })
+end
+
+-- listByTitle: the path-scoped list in title order.
+local function listByTitle(u, auth)
+  return wrk.format("GET", "/api/" .. u .. "/tasks?sort=title", { Authorization = auth })
+end
+
 -- A delete takes a task this thread created, and its owner's token; with
 -- none yet, it is a read instead.
 local function delete()
@@ -64,16 +75,19 @@ local function delete()
   return wrk.format("DELETE", "/api/tasks/" .. entry.id, { Authorization = entry.auth })
 end
 
--- mixed: 70% reads (list 20, get 50), 20% writes (create 10, update 5,
--- complete 5), 10% deletes; scripts/pgbench weighs its scripts the same.
+-- mixed: 70% reads (list 10, list by title 10, get 50), 20% writes
+-- (create 10, update 5, complete 3, toggle 2), 10% deletes;
+-- scripts/pgbench weighs its scripts the same.
 local function mixed()
   local r = math.random(100)
   local u, auth = pick()
-  if r <= 20 then return list(u, auth)
+  if r <= 10 then return list(u, auth)
+  elseif r <= 20 then return listByTitle(u, auth)
   elseif r <= 70 then return get(u, auth)
   elseif r <= 80 then return create(u, auth)
   elseif r <= 85 then return update(u, auth)
-  elseif r <= 90 then return complete(u, auth)
+  elseif r <= 88 then return complete(u, auth)
+  elseif r <= 90 then return toggle(u, auth)
   else return delete() end
 end
 

@@ -151,8 +151,9 @@ for s in list get create update mixed; do
 	best=0 best_clients=0
 	for c in 8 16 64; do
 		if [ "$s" = mixed ]; then
-			tps=$(pgbench_tps "$c" -f scripts/pgbench/list.sql@20 -f scripts/pgbench/get.sql@50 -f scripts/pgbench/create.sql@10 \
-				-f scripts/pgbench/update.sql@5 -f scripts/pgbench/complete.sql@5 -f scripts/pgbench/delete.sql@10)
+			tps=$(pgbench_tps "$c" -f scripts/pgbench/list.sql@10 -f scripts/pgbench/list_title.sql@10 -f scripts/pgbench/get.sql@50 \
+				-f scripts/pgbench/create.sql@10 -f scripts/pgbench/update.sql@5 -f scripts/pgbench/complete.sql@3 \
+				-f scripts/pgbench/toggle.sql@2 -f scripts/pgbench/delete.sql@10)
 		else
 			tps=$(pgbench_tps "$c" -f "scripts/pgbench/$s.sql")
 		fi

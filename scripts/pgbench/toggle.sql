@@ -1,0 +1,9 @@
+-- PATCH /api/tasks/{id}/complete with no body: toggleCompletedSQL.
+\set user random(1, :users)
+\set id (:user - 1) * :per_user + random(1, :per_user)
+UPDATE tasks SET
+    completed = NOT completed,
+    updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'),
+    version = version + 1
+WHERE user_id = :user AND id = :id AND (NOT :has_condition::boolean OR version = ANY(:versions::bigint[]))
+RETURNING id, title, description, completed, created_at::text, updated_at::text, version;
