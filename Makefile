@@ -3,13 +3,19 @@
 BINARY  := bin/todo-backend
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run test build vet fmt ci clean faults bench load
+.PHONY: run clean-dev test test-dev build vet fmt ci clean faults bench load
 
-run: ## local PostgreSQL in .dev/ and the server on :8000
+run: ## local PostgreSQL (in .dev/, or under /var/tmp) and the server on :8000
 	@bash scripts/dev.sh
 
-test: ## throwaway PostgreSQL, go test -race with coverage
+clean-dev: ## stop and remove make run's cluster, secret and binary
+	@bash scripts/clean-dev.sh
+
+test: ## throwaway PostgreSQL, go test -race with coverage, the make run check
 	@bash scripts/test.sh
+
+test-dev: ## make run and make clean-dev from a fresh copy, as root and as an ordinary user
+	@bash scripts/test-dev.sh
 
 build: ## one static binary in bin/
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BINARY) .

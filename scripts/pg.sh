@@ -100,3 +100,21 @@ stop_server() {
 		wait "$1" 2>/dev/null || true
 	fi
 }
+
+# dev_paths sets, for the checkout in the current folder, the variables
+# make run and make clean-dev share: dev (the checkout's .dev/, holding the
+# secret and the binary) and dev_data (the folder holding the cluster's
+# pgdata/ and socket). dev_data is dev itself unless the script runs as
+# root and the postgres user cannot reach the checkout (a checkout under
+# /root, or in a mode-700 folder): then it is a folder under /var/tmp named
+# after the checkout's path, owned by postgres, mode 700, so two checkouts
+# never share a cluster.
+dev_paths() {
+	dev=$PWD/.dev
+	dev_data=$dev
+	if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$PWD" 2>/dev/null; then
+		local key
+		key=$(printf '%s' "$PWD" | sha256sum | cut -c1-12)
+		dev_data=/var/tmp/todo-backend-dev-$key
+	fi
+}

@@ -33,3 +33,6 @@ done
 curl -fsS "http://$addr/openapi.json" -o "$tmp/openapi.json"
 kill -TERM "$server" && wait "$server"
 bash scripts/check-openapi.sh "$tmp/openapi.json"
+
+# make run and make clean-dev, as a new user meets them.
+bash scripts/test-dev.sh
