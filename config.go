@@ -14,21 +14,24 @@ import (
 // config is the server's settings: what it reads from its environment,
 // and the clock that tests pin.
 type config struct {
-	databaseURL     string
-	tokens          tokenSettings
-	addr            string
-	cors            corsPolicy
-	logLevel        slog.Level
-	dbTimeout       time.Duration
-	dbWait          time.Duration
-	dbMaxConns      int
-	shutdownTimeout time.Duration
-	rateLimitRPS    float64
-	rateLimitBurst  int
-	metricsAddr     string // empty: no metrics listener
-	authOrigin      string // origin of BETTER_AUTH_URL; empty: no JWKS tokens
-	jwksURL         string
-	clock           func() time.Time // nil: time.Now; tests pin it
+	databaseURL string
+	tokens      tokenSettings
+	addr        string
+	cors        corsPolicy
+	logLevel    slog.Level
+	dbTimeout   time.Duration
+	dbWait      time.Duration
+	dbMaxConns  int
+	// dbPreparedStatements: false sends every statement unnamed, for a
+	// pooler in transaction mode that cannot hold prepared statements.
+	dbPreparedStatements bool
+	shutdownTimeout      time.Duration
+	rateLimitRPS         float64
+	rateLimitBurst       int
+	metricsAddr          string // empty: no metrics listener
+	authOrigin           string // origin of BETTER_AUTH_URL; empty: no JWKS tokens
+	jwksURL              string
+	clock                func() time.Time // nil: time.Now; tests pin it
 }
 
 // tokenSettings are the JWT settings the server and the token command
@@ -178,6 +181,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			*c.target = n
 		}
+	}
+
+	switch v := strings.ToLower(getenv("DB_PREPARED_STATEMENTS")); v {
+	case "", "true", "1", "yes", "on":
+		cfg.dbPreparedStatements = true
+	case "false", "0", "no", "off":
+	default:
+		return config{}, fmt.Errorf("DB_PREPARED_STATEMENTS must be true or false, got %q", v)
 	}
 
 	if addr := getenv("METRICS_ADDR"); addr != "" {

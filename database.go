@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	_ "embed"
@@ -24,15 +26,90 @@ var schemaSQL string
 // when several instances start at once on an empty database.
 const schemaLockKey int64 = 0x746f646f5f736368 // "todo_sch"
 
-// openDB opens the pool and waits, with backoff, up to DB_WAIT for the
-// database to answer: a Neon compute may be waking from suspend.
-func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, error) {
-	connector, err := pq.NewConnector(cfg.databaseURL)
+// databaseConfig is DATABASE_URL read as lib/pq reads it, with the
+// settings lib/pq does not know made good.
+type databaseConfig struct {
+	pq pq.Config
+	// channelBinding is the string's channel_binding ("" when absent).
+	// lib/pq has no SCRAM-SHA-256-PLUS, so require is kept as a demand for
+	// a verified certificate: see parseDatabaseURL.
+	channelBinding string
+	// verifyAdded: sslmode=verify-full came from channel_binding=require.
+	verifyAdded bool
+}
+
+// parseDatabaseURL reads a URL or key=value DSN. Neon's console strings end
+// in ?sslmode=require&channel_binding=require; lib/pq would send the
+// unknown channel_binding to the server as a run-time setting, which
+// PostgreSQL (42704) and PgBouncer (08P01) refuse. channel_binding asks for
+// protection against a man in the middle, which binding cannot give here,
+// so require becomes sslmode=verify-full (the server's certificate must
+// verify and name the host), with sslrootcert=system unless the string
+// names a root certificate; disable and prefer need nothing (prefer allows
+// a connection without binding). Without prepared statements, every
+// statement goes unnamed in one round trip (binary_parameters=yes).
+func parseDatabaseURL(raw string, preparedStatements bool) (databaseConfig, error) {
+	cfg, err := pq.NewConfig(raw)
 	if err != nil {
 		// The message may quote the URL, and the URL may hold a password.
-		msg := strings.ReplaceAll(err.Error(), cfg.databaseURL, "<redacted>")
-		return nil, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL or DSN: %s", msg)
+		msg := strings.ReplaceAll(err.Error(), raw, "<redacted>")
+		return databaseConfig{}, fmt.Errorf("DATABASE_URL is not a valid PostgreSQL URL or DSN: %s", msg)
 	}
+	dc := databaseConfig{pq: cfg}
+	if binding, ok := cfg.Runtime["channel_binding"]; ok {
+		delete(dc.pq.Runtime, "channel_binding")
+		dc.channelBinding = binding
+		switch binding {
+		case "disable", "prefer":
+		case "require":
+			switch cfg.SSLMode {
+			case pq.SSLModeDisable, pq.SSLModeAllow:
+				return databaseConfig{}, fmt.Errorf("DATABASE_URL: channel_binding=require needs TLS, but sslmode=%s turns it off; use sslmode=require (or verify-full)", cfg.SSLMode)
+			case pq.SSLModeVerifyFull:
+			default:
+				dc.pq.SSLMode, dc.verifyAdded = pq.SSLModeVerifyFull, true
+			}
+			if dc.pq.SSLRootCert == "" {
+				dc.pq.SSLRootCert = "system"
+			}
+		default:
+			return databaseConfig{}, fmt.Errorf("DATABASE_URL: channel_binding must be disable, prefer or require, got %q", binding)
+		}
+	}
+	if !preparedStatements {
+		dc.pq.BinaryParameters = true
+	}
+	return dc, nil
+}
+
+// describeTLS is the start-up log line's account of how the connection is
+// protected; it names no host, user or password.
+func (dc databaseConfig) describeTLS() string {
+	root := dc.pq.SSLRootCert
+	if root == "" {
+		root = "none"
+	}
+	return fmt.Sprintf("sslmode=%s sslrootcert=%s", dc.pq.SSLMode, root)
+}
+
+// openDB opens the pool and waits, with backoff, up to DB_WAIT for the
+// database to answer: a Neon compute may be waking from suspend. Only
+// failures that can pass are retried; a wrong password, database or
+// setting, or a refused TLS handshake, stops at once with its reason.
+func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, error) {
+	dc, err := parseDatabaseURL(cfg.databaseURL, cfg.dbPreparedStatements)
+	if err != nil {
+		return nil, err
+	}
+	if dc.channelBinding == "require" {
+		logger.Info("DATABASE_URL has channel_binding=require, which lib/pq cannot do: the server's certificate must verify instead",
+			"tls", dc.describeTLS())
+	}
+	connector, err := pq.NewConnectorConfig(dc.pq)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	connector.Dialer(&deadlineDialer{limit: cfg.dbTimeout})
 	db := sql.OpenDB(connector)
 	// Sized for a small VM and Neon: idle connections are closed before
 	// Neon's 5-minute suspend, and every connection is renewed now and then
@@ -55,7 +132,11 @@ func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, erro
 			db.Close()
 			return nil, fmt.Errorf("database: %w", ctx.Err())
 		}
-		if !isUnavailable(err) || time.Now().Add(backoff).After(deadline) {
+		if !retryableAtStart(err) {
+			db.Close()
+			return nil, dc.explainStartFailure(err)
+		}
+		if time.Now().Add(backoff).After(deadline) {
 			db.Close()
 			return nil, fmt.Errorf("database not reachable (waited %s, DB_WAIT): %w", cfg.dbWait, err)
 		}
@@ -66,6 +147,100 @@ func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, erro
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// retryableAtStart tells failures that can pass (nothing listening yet, a
+// timeout, a Neon compute starting, a name not resolvable yet, too many
+// connections) from those that will not (a refused password, database or
+// setting, a TLS handshake the server or the client refuses).
+func retryableAtStart(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		code := string(pqErr.Code)
+		// 57P03: cannot connect now (starting up); 57P01/57P02: shut down;
+		// 53300: too many connections; 08006/08001: the link failed.
+		// 08P01 is also PgBouncer refusing a startup parameter, which is
+		// final; only its "server login has been failing" passes.
+		return code == "57P03" || code == "57P01" || code == "57P02" || code == "53300" || code == "08006" || code == "08001" ||
+			code == "08P01" && strings.Contains(pqErr.Message, "server login")
+	}
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	if errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr) ||
+		errors.Is(err, pq.ErrSSLNotSupported) || strings.Contains(err.Error(), "tls:") {
+		return false
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return true // a new Neon endpoint's name can take a moment to resolve
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ENOENT) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		isTimeout(err)
+}
+
+func isTimeout(err error) bool {
+	var netErr net.Error
+	return errors.As(err, &netErr) && netErr.Timeout()
+}
+
+// explainStartFailure is the one line a permanent start-up failure ends
+// with: the real reason, and for a certificate that channel_binding=require
+// made us verify, how to fix it. It never holds the password.
+func (dc databaseConfig) explainStartFailure(err error) error {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	if dc.channelBinding == "require" && (errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr)) {
+		return fmt.Errorf("database: the server's certificate did not verify (%s), which channel_binding=require in DATABASE_URL asks for here "+
+			"(lib/pq cannot bind channels, so it verifies the certificate instead): add sslrootcert=/path/to/ca.pem naming the server's CA, "+
+			"or replace channel_binding=require with sslmode=require to encrypt without verifying: %w", dc.describeTLS(), err)
+	}
+	return fmt.Errorf("database refused the connection (not retried): %w", err)
+}
+
+// deadlineDialer gives every database connection read and write deadlines
+// of limit (DB_TIMEOUT) from each write. lib/pq answers a request's
+// deadline only with a CancelRequest and then waits for the server; behind
+// PgBouncer, which drops cancels for a client not yet linked to a server,
+// that wait lasted until its server_login_retry. With the deadline, a
+// connection that hears nothing fails, is dropped by the pool, and the
+// request gets its 503.
+type deadlineDialer struct {
+	limit time.Duration
+	d     net.Dialer
+}
+
+func (d *deadlineDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+func (d *deadlineDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext dials and wraps the connection; see deadlineDialer.
+func (d *deadlineDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &deadlineConn{Conn: c, limit: d.limit}, nil
+}
+
+// deadlineConn sets the deadline on each Write: lib/pq reads only after it
+// has written (a query, a sync), so an idle connection never times out.
+type deadlineConn struct {
+	net.Conn
+	limit time.Duration
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.limit))
+	return c.Conn.Write(b)
 }
 
 // applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS

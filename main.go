@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := applySchema(ctx, db); err != nil {
 		return err
 	}
-	store, err := prepareStore(ctx, db)
+	store, err := openStore(ctx, db, cfg.dbPreparedStatements, logger)
 	if err != nil {
 		return err
 	}

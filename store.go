@@ -6,7 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,33 +136,85 @@ const sweepKeysSQL = `DELETE FROM idempotency_keys WHERE ctid = ANY(ARRAY(
 // expired keys.
 type Store struct {
 	db *sql.DB
+	// prepared: statements are prepared once per connection; without,
+	// each goes unnamed (DB_PREPARED_STATEMENTS=false).
+	prepared bool
+	logger   *slog.Logger
+	// poolerWarning logs, once, that the pooler loses prepared statements.
+	poolerWarning sync.Once
 	// queue admits callers to the pool first come, first served. It is
 	// sized from the pool's MaxOpenConnections when the store is made, and
 	// nil when the pool is unbounded. See enter.
 	queue            chan struct{}
 	queueWaits       atomic.Int64 // callers that found the queue full
 	queueWaitNanos   atomic.Int64
-	listTasks        *sql.Stmt
-	listByCompleted  *sql.Stmt
-	listByTitle      *sql.Stmt
-	listByDoneTitle  *sql.Stmt // completed filter, title order
-	getTask          *sql.Stmt
-	createTask       *sql.Stmt
-	updateTask       *sql.Stmt
-	setCompleted     *sql.Stmt
-	toggleCompleted  *sql.Stmt
-	deleteTask       *sql.Stmt
-	dropExpiredKey   *sql.Stmt
-	claimKey         *sql.Stmt
-	saveKeyResponse  *sql.Stmt
-	getKey           *sql.Stmt
-	sweepExpiredKeys *sql.Stmt
+	listTasks        *statement
+	listByCompleted  *statement
+	listByTitle      *statement
+	listByDoneTitle  *statement // completed filter, title order
+	getTask          *statement
+	createTask       *statement
+	updateTask       *statement
+	setCompleted     *statement
+	toggleCompleted  *statement
+	deleteTask       *statement
+	dropExpiredKey   *statement
+	claimKey         *statement
+	saveKeyResponse  *statement
+	getKey           *statement
+	sweepExpiredKeys *statement
 }
 
-// storeStatement is one Store field and the SQL it is prepared from.
+// storeStatement is one Store field and the SQL it is made from.
 type storeStatement struct {
-	stmt  **sql.Stmt
+	stmt  **statement
 	query string
+}
+
+// statement is one of the store's SQL statements: prepared once, or, with
+// DB_PREPARED_STATEMENTS=false, sent unnamed with every call (lib/pq's
+// binary_parameters makes that one round trip: Parse, Bind and Execute in
+// one batch, which a pooler in transaction mode keeps on one server
+// connection).
+type statement struct {
+	query string
+	stmt  *sql.Stmt // nil when unprepared
+	conn  queryer   // the pool or a transaction, when unprepared
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (st *statement) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	if st.stmt != nil {
+		return st.stmt.QueryContext(ctx, args...)
+	}
+	return st.conn.QueryContext(ctx, st.query, args...)
+}
+
+func (st *statement) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	if st.stmt != nil {
+		return st.stmt.QueryRowContext(ctx, args...)
+	}
+	return st.conn.QueryRowContext(ctx, st.query, args...)
+}
+
+func (st *statement) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	if st.stmt != nil {
+		return st.stmt.ExecContext(ctx, args...)
+	}
+	return st.conn.ExecContext(ctx, st.query, args...)
+}
+
+// inTx is the statement within tx.
+func (st *statement) inTx(ctx context.Context, tx *sql.Tx) *statement {
+	if st.stmt != nil {
+		return &statement{query: st.query, stmt: tx.StmtContext(ctx, st.stmt)}
+	}
+	return &statement{query: st.query, conn: tx}
 }
 
 // statements pairs every statement field with its SQL, for prepare and Close.
@@ -183,19 +238,29 @@ func (s *Store) statements() []storeStatement {
 	}
 }
 
-// prepareStore prepares every statement once; database/sql re-prepares them
-// on each new pooled connection as needed.
+// prepareStore is openStore with prepared statements and no logger.
 func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
-	s := &Store{db: db}
+	return openStore(ctx, db, true, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+}
+
+// openStore makes the store over db. With prepared, every statement is
+// prepared once here, and database/sql re-prepares them on each new pooled
+// connection as needed; without, nothing is prepared.
+func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
+	s := &Store{db: db, prepared: prepared, logger: logger}
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
 	}
 	for _, st := range s.statements() {
+		*st.stmt = &statement{query: st.query, conn: db}
+		if !prepared {
+			continue
+		}
 		stmt, err := db.PrepareContext(ctx, st.query)
 		if err != nil {
 			return nil, errors.Join(fmt.Errorf("prepare %q: %w", firstLine(st.query), err), s.Close())
 		}
-		*st.stmt = stmt
+		(*st.stmt).stmt = stmt
 	}
 	return s, nil
 }
@@ -204,8 +269,8 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range s.statements() {
-		if *st.stmt != nil {
-			errs = append(errs, (*st.stmt).Close())
+		if *st.stmt != nil && (*st.stmt).stmt != nil {
+			errs = append(errs, (*st.stmt).stmt.Close())
 		}
 	}
 	return errors.Join(errs...)
@@ -252,7 +317,41 @@ func (s *Store) entered(ctx context.Context, work func() error) error {
 		return err
 	}
 	defer s.leave()
-	return work()
+	return s.checkPooler(work())
+}
+
+// errPreparedStatementsLost answers a request whose prepared statement a
+// pooler lost or mixed up: the service is misconfigured, not the request.
+var errPreparedStatementsLost = &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly"}
+
+// checkPooler turns the errors of a pooler that cannot hold prepared
+// statements (PgBouncer before 1.21, or without max_prepared_statements,
+// in transaction mode) into a 503, and logs once what to change.
+func (s *Store) checkPooler(err error) error {
+	if err == nil || !s.prepared || !isPreparedStatementLost(err) {
+		return err
+	}
+	s.poolerWarning.Do(func() {
+		s.logger.Error("the database or its pooler lost a prepared statement: behind a pooler in transaction mode without prepared-statement support, set DB_PREPARED_STATEMENTS=false",
+			"error", err.Error())
+	})
+	return &apiError{code: errPreparedStatementsLost.code, detail: errPreparedStatementsLost.detail, cause: err}
+}
+
+// isPreparedStatementLost: 26000 prepared statement does not exist, 42P05
+// already exists, or a Bind that reached another client's statement.
+func isPreparedStatementLost(err error) bool {
+	var pqErr *pq.Error
+	if !errors.As(err, &pqErr) {
+		return false
+	}
+	switch pqErr.Code {
+	case "26000", "42P05":
+		return true
+	case "08P01":
+		return strings.Contains(pqErr.Message, "prepared statement")
+	}
+	return false
 }
 
 // PoolStats is database/sql's figures for the pool, with the waits in the
@@ -370,7 +469,7 @@ func (s *Store) ToggleCompleted(ctx context.Context, userID string, id int64, if
 }
 
 // changeTask runs an UPDATE ... RETURNING of one task through writeIfMatch.
-func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, op string, stmt *sql.Stmt, args ...any) (t Task, err error) {
+func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, op string, stmt *statement, args ...any) (t Task, err error) {
 	err = s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
 		t, err = scanOne(stmt.QueryRowContext(ctx, append([]any{userID, id, conditional, versions}, args...)...), userID, op)
 		return err
@@ -476,22 +575,22 @@ func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, finge
 		return createdOnce{}, fmt.Errorf("create task once: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.StmtContext(ctx, s.dropExpiredKey).ExecContext(ctx, userID, key); err != nil {
+	if _, err := s.dropExpiredKey.inTx(ctx, tx).ExecContext(ctx, userID, key); err != nil {
 		return createdOnce{}, fmt.Errorf("create task once: drop expired key: %w", err)
 	}
-	res, err := tx.StmtContext(ctx, s.claimKey).ExecContext(ctx, userID, key, fingerprint)
+	res, err := s.claimKey.inTx(ctx, tx).ExecContext(ctx, userID, key, fingerprint)
 	if err != nil {
 		return createdOnce{}, fmt.Errorf("create task once: claim key: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return createdOnce{}, err
 	}
-	task, err := scanOne(tx.StmtContext(ctx, s.createTask).QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task once")
+	task, err := scanOne(s.createTask.inTx(ctx, tx).QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task once")
 	if err != nil {
 		return createdOnce{}, err
 	}
 	created := createdOnce{taskID: task.ID, version: sql.NullInt64{Int64: task.Version, Valid: true}, body: render(&task)}
-	if _, err := tx.StmtContext(ctx, s.saveKeyResponse).ExecContext(ctx, userID, key, task.ID, task.Version, created.body); err != nil {
+	if _, err := s.saveKeyResponse.inTx(ctx, tx).ExecContext(ctx, userID, key, task.ID, task.Version, created.body); err != nil {
 		return createdOnce{}, fmt.Errorf("create task once: save response: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
