@@ -195,7 +195,7 @@ func (dc databaseConfig) explainStartFailure(err error) error {
 	if dc.channelBinding == "require" && (errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr)) {
 		return fmt.Errorf("database: the server's certificate did not verify (%s), which channel_binding=require in DATABASE_URL asks for here "+
 			"(lib/pq cannot bind channels, so it verifies the certificate instead): add sslrootcert=/path/to/ca.pem naming the server's CA, "+
-			"or replace channel_binding=require with sslmode=require to encrypt without verifying: %w", dc.describeTLS(), err)
+			"or drop channel_binding=require to encrypt without verifying the certificate (sslmode=require): %w", dc.describeTLS(), err)
 	}
 	return fmt.Errorf("database refused the connection (not retried): %w", err)
 }

@@ -38,6 +38,10 @@ var (
 const testSecret = "test-secret-that-is-at-least-32-bytes-long"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(asProgramEnv) != "" {
+		main() // see startProgramProcess
+		os.Exit(0)
+	}
 	os.Exit(testMain(m))
 }
 
@@ -477,10 +481,8 @@ func launchProgram(env map[string]string) (string, context.CancelFunc, <-chan er
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, line := range strings.Split(logs.String(), "\n") {
-			var entry struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" {
-				_, port, _ := net.SplitHostPort(entry.Addr)
-				return "http://127.0.0.1:" + port, cancel, done, logs, nil
+			if addr := listeningAddr(line); addr != "" {
+				return "http://" + addr, cancel, done, logs, nil
 			}
 		}
 		select {
@@ -492,6 +494,17 @@ func launchProgram(env map[string]string) (string, context.CancelFunc, <-chan er
 	}
 	cancel()
 	return "", nil, nil, nil, fmt.Errorf("server did not start:\n%s", logs)
+}
+
+// listeningAddr is 127.0.0.1:PORT when line is the program's "listening"
+// log line, else "".
+func listeningAddr(line string) string {
+	var entry struct{ Msg, Addr string }
+	if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "listening" {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(entry.Addr)
+	return "127.0.0.1:" + port
 }
 
 // startProgram is launchProgram for the test's own goroutine.

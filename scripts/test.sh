@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make test: start a throwaway PostgreSQL, run the suite against it
-# (scripts/gotest.sh), and stop it again whatever happens.
+# make test: start a throwaway PostgreSQL and the Neon stand-in
+# (scripts/neon-stack.sh), run the suite against them (scripts/gotest.sh),
+# check the served OpenAPI document and make run (scripts/test-dev.sh),
+# and stop everything again whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -16,7 +18,9 @@ trap cleanup EXIT
 pg_init "$tmp/data" "$tmp/sock" throwaway
 pg_start "$tmp/data"
 
-DATABASE_URL="host=$tmp/sock user=todo dbname=postgres sslmode=disable" bash scripts/gotest.sh "$@"
+# The suite, beside the local stand-in for Neon (TLS, SCRAM, PgBouncer)
+# that neon_test.go runs against.
+DATABASE_URL="host=$tmp/sock user=todo dbname=postgres sslmode=disable" bash scripts/neon-stack.sh bash scripts/gotest.sh "$@"
 
 # The document the real binary serves must be valid OpenAPI.
 go build -o "$tmp/todo-backend" .

@@ -1,0 +1,484 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests in this file run against the local stand-in for Neon that
+// scripts/neon-stack.sh starts (make test does): PostgreSQL with TLS and
+// SCRAM only, and PgBouncer in transaction and session mode. They are not
+// parallel: one of them stops PostgreSQL behind PgBouncer.
+
+// neonStack is what scripts/neon-stack.sh hands the tests.
+type neonStack struct {
+	direct, pooledTx, pooledSession string // URLs without a query
+	ca, wrongCA                     string
+	pgCtl                           string
+}
+
+// needNeonStack returns the stack, or skips the test outside CI when it is
+// not running; in CI (CI set) its absence fails the test.
+func needNeonStack(t *testing.T) neonStack {
+	t.Helper()
+	s := neonStack{
+		direct: os.Getenv("TEST_NEON_DIRECT"), pooledTx: os.Getenv("TEST_NEON_POOLED_TX"),
+		pooledSession: os.Getenv("TEST_NEON_POOLED_SESSION"), ca: os.Getenv("TEST_NEON_CA"),
+		wrongCA: os.Getenv("TEST_NEON_WRONG_CA"), pgCtl: os.Getenv("TEST_NEON_PG_CTL"),
+	}
+	if s.direct == "" || s.pooledTx == "" || s.pooledSession == "" || s.ca == "" || s.wrongCA == "" || s.pgCtl == "" {
+		msg := "the Neon stand-in is not running: run make test, or scripts/neon-stack.sh go test ./..."
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return s
+}
+
+// neonEnv is the program's environment for DATABASE_URL dsn.
+func neonEnv(dsn string, more ...string) map[string]string {
+	env := baseEnv(map[string]string{"DATABASE_URL": dsn, "DB_WAIT": "3s", "RATE_LIMIT_RPS": "0"})
+	for i := 0; i+1 < len(more); i += 2 {
+		env[more[i]] = more[i+1]
+	}
+	return env
+}
+
+// startNeonProgram runs the real program on dsn and stops it with the test.
+func startNeonProgram(t *testing.T, dsn string, more ...string) (*testServer, *syncBuffer) {
+	t.Helper()
+	base, stop, done, logs := startProgram(t, neonEnv(dsn, more...))
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("program on %s: %v", redactPassword(dsn), err)
+		}
+	})
+	return &testServer{Server: &httptest.Server{URL: base}, logs: logs}, logs
+}
+
+// runUntilExit runs the program on dsn, which must fail at start, and
+// returns its error and how long it took.
+func runUntilExit(t *testing.T, dsn string, more ...string) (error, time.Duration, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs syncBuffer
+	start := time.Now()
+	err := run(ctx, []string{"todo-backend"}, envFrom(neonEnv(dsn, more...)), io.Discard, &logs)
+	if err == nil {
+		t.Fatalf("run on %s started; want a start-up error", redactPassword(dsn))
+	}
+	return err, time.Since(start), logs.String()
+}
+
+func redactPassword(dsn string) string {
+	if at := strings.Index(dsn, "@"); at > 0 {
+		if colon := strings.LastIndex(dsn[:at], ":"); colon > 0 {
+			return dsn[:colon+1] + "***" + dsn[at:]
+		}
+	}
+	return dsn
+}
+
+func passwordOf(dsn string) string {
+	at := strings.Index(dsn, "@")
+	colon := strings.LastIndex(dsn[:at], ":")
+	return dsn[colon+1 : at]
+}
+
+// exerciseContract drives every endpoint through its success and error
+// cases, ETags, If-Match and Idempotency-Key, as one user.
+func exerciseContract(t *testing.T, srv *testServer) {
+	t.Helper()
+	user := newUser(t)
+	token := mustToken(t, user)
+	task := mustCreate(t, srv, token, map[string]any{"title": "  pooled  ", "description": "d"})
+	if task.Title != "pooled" || task.UserID != user {
+		t.Fatalf("created %+v", task)
+	}
+	one := taskPath(task.ID)
+	res := srv.request(t, "GET", one, token, nil)
+	if res.status != http.StatusOK || res.header.Get("ETag") != `"v1"` {
+		t.Fatalf("get = %s %q", res, res.header.Get("ETag"))
+	}
+	if res := srv.request(t, "GET", one, token, nil, "If-None-Match", `"v1"`); res.status != http.StatusNotModified {
+		t.Errorf("If-None-Match = %s; want 304", res)
+	}
+	if res := srv.request(t, "PUT", one, token, map[string]any{"title": "put", "completed": true}, "If-Match", `"v1"`); res.status != http.StatusOK {
+		t.Errorf("PUT with If-Match = %s", res)
+	}
+	wantError(t, srv.request(t, "PUT", one, token, map[string]any{"title": "stale"}, "If-Match", `"v1"`), http.StatusPreconditionFailed, codePreconditionFailed)
+	wantError(t, srv.request(t, "PUT", one, token, map[string]any{"title": ""}), http.StatusUnprocessableEntity, codeValidation)
+	wantError(t, srv.request(t, "PUT", one, token, `{"title":`), http.StatusBadRequest, codeBadRequest)
+	if res := srv.request(t, "PATCH", one+"/complete", token, map[string]any{"completed": false}); res.status != http.StatusOK || decodeTask(t, res).Completed {
+		t.Errorf("PATCH = %s", res)
+	}
+	if res := srv.request(t, "PATCH", one+"/complete", token, nil); res.status != http.StatusOK || !decodeTask(t, res).Completed {
+		t.Errorf("toggle = %s", res)
+	}
+	mustCreate(t, srv, token, map[string]any{"title": "another"})
+	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks?sort=title&status=all", token, nil)); len(list) != 2 || list[0].Title != "another" {
+		t.Errorf("list = %+v", list)
+	}
+	if list := decodeTasks(t, srv.request(t, "GET", userPath(user, "?status=completed"), token, nil)); len(list) != 1 {
+		t.Errorf("completed list = %+v", list)
+	}
+	wantError(t, srv.request(t, "GET", "/api/tasks?limit=0", token, nil), http.StatusUnprocessableEntity, codeValidation)
+	first := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "once"}, "Idempotency-Key", "pooled-key")
+	again := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "once"}, "Idempotency-Key", "pooled-key")
+	if first.status != http.StatusCreated || again.status != http.StatusCreated || string(first.body) != string(again.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("idempotent create: %s then %s", first, again)
+	}
+	wantError(t, srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "other"}, "Idempotency-Key", "pooled-key"), http.StatusUnprocessableEntity, codeValidation)
+	if res := srv.request(t, "DELETE", one, token, nil, "If-Match", `"v4"`); res.status != http.StatusNoContent {
+		t.Errorf("DELETE with If-Match = %s", res)
+	}
+	wantError(t, srv.request(t, "GET", one, token, nil), http.StatusNotFound, codeNotFound)
+	wantError(t, srv.request(t, "GET", one, mustToken(t, newUser(t)), nil), http.StatusNotFound, codeNotFound)
+	wantError(t, srv.request(t, "GET", "/api/tasks", "", nil), http.StatusUnauthorized, codeAuthenticationRequired)
+	if res := srv.request(t, "GET", "/readyz", "", nil); res.status != http.StatusOK {
+		t.Errorf("readyz = %s", res)
+	}
+}
+
+// TestNeonDirectStrings: the direct host's strings, as the console gives
+// them and as README says to change them.
+func TestNeonDirectStrings(t *testing.T) {
+	stack := needNeonStack(t)
+
+	// channel_binding=require turns into verify-full against the system
+	// roots, which do not hold the test CA: one line that says how to fix.
+	err, took, logs := runUntilExit(t, stack.direct+"?sslmode=require&channel_binding=require")
+	for _, want := range []string{"channel_binding=require", "sslrootcert=", "did not verify"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("channel_binding=require with an unknown CA: %v; want it to name %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "waited") || took > 3*time.Second {
+		t.Errorf("a certificate failure took %v and said %v; want at once, without 'waited'", took, err)
+	}
+	if !strings.Contains(logs, "channel_binding=require") {
+		t.Errorf("no start-up line about channel_binding:\n%s", logs)
+	}
+
+	// Naming the CA makes the same string work, and the contract holds.
+	srv, logs2 := startNeonProgram(t, stack.direct+"?sslmode=require&channel_binding=require&sslrootcert="+stack.ca)
+	exerciseContract(t, srv)
+	if !strings.Contains(logs2.String(), "verify-full") {
+		t.Errorf("start-up log does not say what channel_binding became:\n%s", logs2)
+	}
+
+	srv, _ = startNeonProgram(t, stack.direct+"?sslmode=verify-full&sslrootcert="+stack.ca)
+	mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "verified"})
+	srv, _ = startNeonProgram(t, stack.direct+"?sslmode=require&channel_binding=prefer")
+	mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "prefer"})
+	srv, _ = startNeonProgram(t, "host=127.0.0.1 port="+portOf(t, stack.direct)+" user=neon password="+passwordOf(stack.direct)+
+		" dbname=neondb sslmode=require channel_binding=require sslrootcert="+stack.ca)
+	mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "key=value"})
+
+	// A wrong CA fails at once with the same one line.
+	err, took, _ = runUntilExit(t, stack.direct+"?sslmode=require&channel_binding=require&sslrootcert="+stack.wrongCA)
+	if !strings.Contains(err.Error(), "did not verify") || took > 3*time.Second {
+		t.Errorf("wrong CA: %v after %v; want the certificate line at once", err, took)
+	}
+	err, took, _ = runUntilExit(t, stack.direct+"?sslmode=verify-full&sslrootcert="+stack.wrongCA)
+	if !strings.Contains(err.Error(), "not retried") || !strings.Contains(err.Error(), "certificate") || took > 3*time.Second {
+		t.Errorf("verify-full with a wrong CA: %v after %v; want a certificate error at once", err, took)
+	}
+}
+
+// TestNeonStartFailuresTellTheTruth: permanent failures stop at once with
+// their reason, never the password, and never claim a wait.
+func TestNeonStartFailuresTellTheTruth(t *testing.T) {
+	stack := needNeonStack(t)
+	wrongPassword := strings.Replace(stack.direct, ":"+passwordOf(stack.direct)+"@", ":not-the-password@", 1)
+	cases := []struct {
+		name, dsn, want string
+	}{
+		{"plain TCP to a TLS-only server", stack.direct + "?sslmode=disable", "no encryption"},
+		{"wrong password", wrongPassword + "?sslmode=require", "28P01"},
+		{"unknown database", strings.Replace(stack.direct, "/neondb", "/nodb", 1) + "?sslmode=require", "3D000"},
+		{"channel_binding=require without TLS", stack.direct + "?sslmode=disable&channel_binding=require", "needs TLS"},
+		{"unknown channel_binding", stack.direct + "?sslmode=require&channel_binding=maybe", "channel_binding must be"},
+		{"a startup parameter PgBouncer refuses", stack.pooledSession + "?sslmode=require&search_path=public", "08P01"},
+	}
+	for _, c := range cases {
+		err, took, logs := runUntilExit(t, c.dsn)
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want it to say %q", c.name, err, c.want)
+		}
+		if strings.Contains(err.Error(), "waited") || took > 3*time.Second {
+			t.Errorf("%s: took %v, said %v; want at once, without 'waited'", c.name, took, err)
+		}
+		if strings.Contains(err.Error()+logs, passwordOf(stack.direct)) || strings.Contains(err.Error()+logs, "not-the-password") {
+			t.Errorf("%s: the password reached the error or the log", c.name)
+		}
+	}
+}
+
+// TestNeonSystemRootsFromSSLCertFile: sslrootcert=system uses Go's system
+// pool, which SSL_CERT_FILE points at the test CA. The pool is read once
+// per process, so the program runs as a process of its own.
+func TestNeonSystemRootsFromSSLCertFile(t *testing.T) {
+	stack := needNeonStack(t)
+	for _, dsn := range []string{
+		stack.direct + "?sslmode=verify-full&sslrootcert=system",
+		stack.pooledTx + "?sslmode=require&channel_binding=require",
+	} {
+		env := neonEnv(dsn, "SSL_CERT_FILE", stack.ca, "SSL_CERT_DIR", "/nonexistent", "DB_PREPARED_STATEMENTS", "false", asProgramEnv, "1")
+		base, stop := startProgramProcess(t, env)
+		srv := &testServer{Server: &httptest.Server{URL: base}}
+		mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "system roots"})
+		stop()
+	}
+}
+
+// asProgramEnv, set in a test binary's environment, makes TestMain run
+// the program itself instead of the tests.
+const asProgramEnv = "TODO_BACKEND_TEST_AS_PROGRAM"
+
+// startProgramProcess runs this test binary as the program with exactly
+// env, and returns its base URL and a stop function.
+func startProgramProcess(t *testing.T, env map[string]string) (string, func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 100)
+	go func() {
+		scanner := bufio.NewScanner(stderr)
+		for scanner.Scan() {
+			lines <- scanner.Text()
+		}
+		close(lines)
+	}()
+	var seen []string
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				cmd.Wait()
+				t.Fatalf("program exited during start-up:\n%s", strings.Join(seen, "\n"))
+			}
+			seen = append(seen, line)
+			if addr := listeningAddr(line); addr != "" {
+				go func() {
+					for range lines { // keep the pipe drained
+					}
+				}()
+				var once sync.Once
+				stop := func() {
+					once.Do(func() {
+						cmd.Process.Signal(os.Interrupt)
+						cmd.Wait()
+					})
+				}
+				t.Cleanup(stop)
+				return "http://" + addr, stop
+			}
+		case <-timeout:
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("program did not start:\n%s", strings.Join(seen, "\n"))
+		}
+	}
+}
+
+// TestNeonPooledTransactionMode: through PgBouncer in transaction mode
+// (Neon's -pooler hosts) with DB_PREPARED_STATEMENTS=false, the whole
+// contract works, with many requests at once.
+func TestNeonPooledTransactionMode(t *testing.T) {
+	stack := needNeonStack(t)
+	srv, _ := startNeonProgram(t, stack.pooledTx+"?sslmode=require&channel_binding=require&sslrootcert="+stack.ca, "DB_PREPARED_STATEMENTS", "false")
+	exerciseContract(t, srv)
+	concurrently(t, srv, 16)
+}
+
+// TestNeonPooledSessionMode: in session mode prepared statements work.
+func TestNeonPooledSessionMode(t *testing.T) {
+	stack := needNeonStack(t)
+	srv, _ := startNeonProgram(t, stack.pooledSession+"?sslmode=verify-full&sslrootcert="+stack.ca)
+	exerciseContract(t, srv)
+	concurrently(t, srv, 8)
+}
+
+// concurrently runs workers users through create, get, update and list at
+// once; every answer must be the success it asks for.
+func concurrently(t *testing.T, srv *testServer, workers int) {
+	t.Helper()
+	tokens := make([]string, workers)
+	for i := range tokens {
+		tokens[i] = mustToken(t, newUser(t))
+	}
+	var wg sync.WaitGroup
+	failures := make(chan string, workers*40)
+	for _, token := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				res, err := srv.do("POST", "/api/tasks", token, map[string]any{"title": fmt.Sprint("c", i)})
+				if err != nil || res.status != http.StatusCreated {
+					failures <- fmt.Sprintf("create: %v %s", err, res)
+					continue
+				}
+				task, err := parseTask(res)
+				if err != nil {
+					failures <- err.Error()
+					continue
+				}
+				for _, r := range []struct {
+					method, path string
+					body         any
+					want         int
+				}{
+					{"GET", taskPath(task.ID), nil, http.StatusOK},
+					{"PUT", taskPath(task.ID), map[string]any{"title": "u"}, http.StatusOK},
+					{"GET", "/api/tasks?limit=5", nil, http.StatusOK},
+				} {
+					if res, err := srv.do(r.method, r.path, token, r.body); err != nil || res.status != r.want {
+						failures <- fmt.Sprintf("%s %s: %v %s", r.method, r.path, err, res)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+}
+
+// TestNeonPreparedStatementsBehindAPoolerThatCannotHoldThem: with prepared
+// statements on through PgBouncer 1.18 in transaction mode, statements
+// land on server connections that never prepared them. Those requests are
+// 503s, never 500s, and one log line says what to set.
+func TestNeonPreparedStatementsBehindAPoolerThatCannotHoldThem(t *testing.T) {
+	stack := needNeonStack(t)
+	srv, logs := startNeonProgram(t, stack.pooledTx+"?sslmode=verify-full&sslrootcert="+stack.ca, "DB_PREPARED_STATEMENTS", "true")
+	tokens := make([]string, 16)
+	for i := range tokens {
+		tokens[i] = mustToken(t, newUser(t))
+	}
+	statuses := make(chan int, 16*20)
+	var wg sync.WaitGroup
+	for _, token := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				res, err := srv.do("GET", "/api/tasks", token, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				statuses <- res.status
+			}
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusInternalServerError] > 0 || counts[http.StatusOK]+counts[http.StatusServiceUnavailable] != 16*20 {
+		t.Errorf("statuses %v; want only 200s and 503s", counts)
+	}
+	if counts[http.StatusServiceUnavailable] == 0 {
+		t.Fatalf("statuses %v: the pooler kept every prepared statement; this test shows nothing", counts)
+	}
+	if n := strings.Count(logs.String(), "set DB_PREPARED_STATEMENTS=false"); n != 1 {
+		t.Errorf("%d log lines name DB_PREPARED_STATEMENTS=false; want exactly 1:\n%s", n, logs)
+	}
+}
+
+// TestNeonOutageBehindPgBouncer: PostgreSQL stops behind PgBouncer. A
+// request ends at DB_TIMEOUT with a 503 although nobody answers lib/pq's
+// cancel; when PostgreSQL is back, the same server answers 200s again.
+func TestNeonOutageBehindPgBouncer(t *testing.T) {
+	stack := needNeonStack(t)
+	for _, mode := range []struct {
+		name, dsn, prepared string
+	}{
+		{"transaction", stack.pooledTx + "?sslmode=verify-full&sslrootcert=" + stack.ca, "false"},
+		{"session", stack.pooledSession + "?sslmode=verify-full&sslrootcert=" + stack.ca, "true"},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			srv, _ := startNeonProgram(t, mode.dsn, "DB_TIMEOUT", "2s", "DB_PREPARED_STATEMENTS", mode.prepared)
+			token := mustToken(t, newUser(t))
+			mustCreate(t, srv, token, map[string]any{"title": "before"})
+			pgCtl(t, stack, "stop")
+			restarted := false
+			defer func() {
+				if !restarted {
+					pgCtl(t, stack, "start")
+				}
+			}()
+			start := time.Now()
+			res := srv.request(t, "GET", "/api/tasks", token, nil)
+			took := time.Since(start)
+			wantError(t, res, http.StatusServiceUnavailable, codeUnavailable)
+			// DB_TIMEOUT is 2 s; PgBouncer's own login retry is 15 s.
+			if took > 4*time.Second {
+				t.Errorf("a request while PostgreSQL was down took %v; want about DB_TIMEOUT (2s)", took)
+			}
+			pgCtl(t, stack, "start")
+			restarted = true
+			deadline := time.Now().Add(45 * time.Second)
+			for {
+				res := srv.request(t, "GET", "/api/tasks", token, nil)
+				if res.status == http.StatusOK {
+					break
+				}
+				if res.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+					t.Fatalf("after PostgreSQL came back: %s", res)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			mustCreate(t, srv, token, map[string]any{"title": "after"})
+		})
+	}
+}
+
+func pgCtl(t *testing.T, stack neonStack, action string) {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", stack.pgCtl+" "+action).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_ctl %s: %v\n%s", action, err, out)
+	}
+}
+
+func portOf(t *testing.T, rawURL string) string {
+	t.Helper()
+	at := strings.Index(rawURL, "@")
+	_, port, err := net.SplitHostPort(strings.SplitN(rawURL[at+1:], "/", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
