@@ -26,6 +26,7 @@ type config struct {
 	// pooler in transaction mode that cannot hold prepared statements.
 	dbPreparedStatements bool
 	shutdownTimeout      time.Duration
+	lameDuck             time.Duration // SHUTDOWN_LAME_DUCK, within shutdownTimeout
 	rateLimitRPS         float64
 	rateLimitBurst       int
 	metricsAddr          string // empty: no metrics listener
@@ -161,6 +162,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 			}
 			*d.target = parsed
 		}
+	}
+
+	// SHUTDOWN_LAME_DUCK may be 0: no lame-duck period (make faults shows
+	// what that costs).
+	cfg.lameDuck = time.Second
+	if v := getenv("SHUTDOWN_LAME_DUCK"); v != "" {
+		parsed, err := time.ParseDuration(v)
+		if err != nil || parsed < 0 {
+			return config{}, fmt.Errorf("SHUTDOWN_LAME_DUCK must be a duration such as 1s (0 for none), got %q", v)
+		}
+		cfg.lameDuck = parsed
+	}
+	if cfg.lameDuck >= cfg.shutdownTimeout && getenv("SHUTDOWN_LAME_DUCK") == "" {
+		cfg.lameDuck = cfg.shutdownTimeout / 3 // the default must fit a short SHUTDOWN_TIMEOUT
+	}
+	if cfg.lameDuck >= cfg.shutdownTimeout {
+		return config{}, fmt.Errorf("SHUTDOWN_LAME_DUCK (%s) must be shorter than SHUTDOWN_TIMEOUT (%s)", cfg.lameDuck, cfg.shutdownTimeout)
 	}
 
 	counts := []struct {

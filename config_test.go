@@ -27,6 +27,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad db timeout", map[string]string{"DB_TIMEOUT": "soon"}, "DB_TIMEOUT"},
 		{"negative db wait", map[string]string{"DB_WAIT": "-1s"}, "DB_WAIT"},
 		{"bad shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "0"}, "SHUTDOWN_TIMEOUT"},
+		{"lame duck past the shutdown timeout", map[string]string{"SHUTDOWN_TIMEOUT": "2s", "SHUTDOWN_LAME_DUCK": "2s"}, "SHUTDOWN_LAME_DUCK"},
+		{"bad DB_PREPARED_STATEMENTS", map[string]string{"DB_PREPARED_STATEMENTS": "sometimes"}, "DB_PREPARED_STATEMENTS"},
 		{"bad pool size", map[string]string{"DB_MAX_CONNS": "0"}, "DB_MAX_CONNS"},
 		{"bad metrics address", map[string]string{"METRICS_ADDR": "9090"}, "METRICS_ADDR"},
 		{"bad rate", map[string]string{"RATE_LIMIT_RPS": "fast"}, "RATE_LIMIT_RPS"},

@@ -73,8 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	stats := newMetrics(store.PoolStats)
 	conns := newConnTracker()
+	app, handler := buildServer(logger, store, verifier, cfg, stats)
 	srv := &http.Server{
-		Handler:           newServer(logger, store, verifier, cfg, stats),
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -119,10 +120,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer metricsSrv.Close()
 	}
 
-	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	logger.Info("shutting down", "lame_duck", cfg.lameDuck.String(), "timeout", cfg.shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	if err := drain(shutdownCtx, srv, listener, conns, serveErr); err != nil {
+	if err := drain(shutdownCtx, app, cfg.lameDuck, srv, listener, conns, serveErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")

@@ -198,6 +198,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the server said Connection: close
 }
 
 func (r response) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
@@ -243,7 +244,7 @@ func (s *testServer) do(method, path, token string, body any, headers ...string)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
-	return response{status: res.StatusCode, header: res.Header, body: data}, nil
+	return response{status: res.StatusCode, header: res.Header, body: data, close: res.Close}, nil
 }
 
 // request is do for the test's own goroutine: failing to send ends the test.

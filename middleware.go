@@ -249,6 +249,9 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		h.Set("X-Request-ID", info.id)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
+		if s.draining.Load() {
+			h.Set("Connection", "close") // net/http closes the connection after this answer
+		}
 
 		sw := &statusWriter{ResponseWriter: w}
 		if s.metrics != nil {

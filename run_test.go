@@ -148,3 +148,37 @@ func TestRunFailsFastOnWrongDatabase(t *testing.T) {
 		t.Errorf("took %v; an error that waiting cannot fix should not wait for DB_WAIT", d)
 	}
 }
+
+// TestDrainHasALameDuckPeriod: after SIGTERM, /readyz answers 503 at once
+// while the API still answers, each answer with Connection: close.
+func TestDrainHasALameDuckPeriod(t *testing.T) {
+	t.Parallel()
+	base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"SHUTDOWN_LAME_DUCK": "3s"}))
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	token := mustToken(t, newUser(t))
+	if res := srv.request(t, "GET", "/readyz", "", nil); res.status != http.StatusOK || res.close {
+		t.Fatalf("readyz before the drain = %s, Connection: close %v", res, res.close)
+	}
+	stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		res := srv.request(t, "GET", "/readyz", "", nil)
+		if res.status == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz during the drain = %s; want 503", res)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "during the lame duck"})
+	if res.status != http.StatusCreated {
+		t.Errorf("POST during the lame duck = %s; want 201", res)
+	}
+	if !res.close {
+		t.Error("answer during the lame duck lacks Connection: close")
+	}
+	if err := <-done; err != nil {
+		t.Errorf("run after the drain: %v", err)
+	}
+}

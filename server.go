@@ -26,11 +26,21 @@ type server struct {
 	// routeOf names the route pattern a request would match, for requests
 	// answered before routing (401s, 429s).
 	routeOf func(*http.Request) string
+	// draining is set when shutdown begins: /readyz answers 503, and every
+	// answer says Connection: close.
+	draining atomic.Bool
 }
 
 // newServer builds the whole HTTP handler: middleware around the routes.
 // A nil metrics counts nothing.
 func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) http.Handler {
+	_, h := buildServer(logger, store, verifier, cfg, stats)
+	return h
+}
+
+// buildServer is newServer that also returns the server, whose drain run
+// starts on SIGTERM.
+func buildServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) (*server, http.Handler) {
 	s := &server{
 		logger:    logger,
 		store:     store,
@@ -62,7 +72,7 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 	h = s.recoverPanics(h)
 	h = s.cors.middleware(h)
 	h = s.logRequests(h)
-	return h
+	return s, h
 }
 
 type route struct {
@@ -143,6 +153,10 @@ func (s *server) handleHealth() http.Handler {
 
 func (s *server) handleReady() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() {
+			writeError(w, r, errShuttingDown)
+			return
+		}
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
 		if err := s.store.Ping(ctx); err != nil {
@@ -153,20 +167,32 @@ func (s *server) handleReady() http.Handler {
 	})
 }
 
+// errShuttingDown is /readyz once the drain has begun, so that a load
+// balancer stops sending new work.
+var errShuttingDown = &apiError{code: codeUnavailable, detail: "shutting down"}
+
 // dbContext bounds one request's database work, so a stuck database turns
 // into a 503 rather than a hung request; a client that goes away cancels it.
 func (s *server) dbContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), s.dbTimeout)
 }
 
-// drain stops the server without failing a request it accepted. Shutdown
-// alone drops a request that it reads after it has begun, even on a
-// connection accepted just before; so first every connection is told to
-// close after its current request, the connections the kernel has already
-// queued are accepted, the listener closes, and Shutdown comes only once
-// every accepted connection has had its request read. In-flight requests
+// drain stops the server without failing a request it accepted. First a
+// lame-duck period: /readyz answers 503 so a load balancer stops sending,
+// while requests on open connections, and new ones, are still served, each
+// answer with Connection: close, so that clients leave their keep-alive
+// connections themselves instead of writing a request onto one as it is
+// closed. Then idle connections close, the connections the kernel has
+// already queued are accepted, the listener closes, and Shutdown comes only
+// once every accepted connection has had its request read (Shutdown alone
+// drops a request that it reads after it has begun). In-flight requests
 // then finish, bounded by ctx.
-func drain(ctx context.Context, srv *http.Server, listener *drainingListener, conns *connTracker, serveErr <-chan error) error {
+func drain(ctx context.Context, s *server, lameDuck time.Duration, srv *http.Server, listener *drainingListener, conns *connTracker, serveErr <-chan error) error {
+	s.draining.Store(true)
+	select {
+	case <-time.After(lameDuck):
+	case <-ctx.Done():
+	}
 	srv.SetKeepAlivesEnabled(false)
 	listener.drain()
 	select {
