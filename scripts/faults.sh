@@ -30,7 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v curl >/dev/null || { echo "curl is needed (Debian: apt-get install curl)" >&2; exit 1; }
+for tool in curl python3; do
+	command -v "$tool" >/dev/null || { echo "$tool is needed (Debian: apt-get install $tool)" >&2; exit 1; }
+done
 pg_init "$tmp/data" "$tmp/sock" # durable, unlike make test's throwaway cluster
 pg_start "$tmp/data"
 bin=$(pg_bindir)
@@ -169,9 +171,28 @@ if [ "$failed" != 0 ]; then
 	awk '$3 != 7 && !($3 == 0 && $4 ~ /^2/)' "$tmp/drain.log" | head >&2
 fi
 
-if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ]; then
+# 3. drain under keep-alive load (scripts/keepalive-drain.py): 32 clients
+# on keep-alive connections alternate a list and a create; SIGTERM after
+# 3 s; FAULTS_ROUNDS rounds. A request written before the signal must be
+# answered with a 2xx. FAULTS_LAME_DUCK=0 turns the lame-duck period off,
+# to see what it saves.
+rounds=${FAULTS_ROUNDS:-5}
+echo "== drain under keep-alive load: 32 clients, SIGTERM at 3 s, $rounds rounds (SHUTDOWN_LAME_DUCK=${FAULTS_LAME_DUCK:-1s})"
+keepalive_failed=0
+for round in $(seq 1 "$rounds"); do
+	SHUTDOWN_LAME_DUCK=${FAULTS_LAME_DUCK:-1s} start_server
+	round_status=0
+	line=$(python3 scripts/keepalive-drain.py "$base" "${tokens[1]}" "$server_pid") || round_status=$?
+	server_status=0
+	wait "$server_pid" || server_status=$?
+	server_pid=
+	echo "  round $round: $line; server exit $server_status"
+	if [ "$round_status" != 0 ] || [ "$server_status" != 0 ]; then keepalive_failed=$((keepalive_failed + 1)); fi
+done
+
+if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ] && [ "$keepalive_failed" = 0 ]; then
 	echo "faults: PASS (0 lost writes, 0 failed requests)"
 else
-	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status)" >&2
+	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed)" >&2
 	exit 1
 fi
