@@ -151,3 +151,28 @@ func TestTokenCache(t *testing.T) {
 		t.Error("a tampered copy of a cached token passed")
 	}
 }
+
+// TestUnauthorizedFloodLogIsBounded: 200 bad tokens at once leave at most
+// unauthorizedLogLines request lines in the window, every 401 is counted
+// in metrics, and one 401 alone is still logged with its request id.
+func TestUnauthorizedFloodLogIsBounded(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	first := srv.request(t, "GET", "/api/tasks", "forged.token.x", nil)
+	wantError(t, first, http.StatusUnauthorized, codeAuthenticationRequired)
+	id := first.header.Get("X-Request-ID")
+	if !strings.Contains(srv.logs.String(), `"request_id":"`+id+`"`) {
+		t.Fatalf("a single 401 left no log line with its request id %s:\n%s", id, srv.logs)
+	}
+	for i := 0; i < 200; i++ {
+		srv.request(t, "GET", "/api/tasks", "forged.token.x", nil)
+	}
+	if n := strings.Count(srv.logs.String(), `"status":401`); n > 2*unauthorizedLogLines {
+		t.Errorf("%d request lines for 201 401s; want at most %d (a window may end during the flood)", n, 2*unauthorizedLogLines)
+	}
+	time.Sleep(unauthorizedLogWindow)
+	srv.request(t, "GET", "/api/tasks", "forged.token.x", nil)
+	if !strings.Contains(srv.logs.String(), "401 answers not logged one by one") {
+		t.Errorf("no summary line after the flood:\n%s", srv.logs)
+	}
+}

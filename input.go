@@ -45,8 +45,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		errs = append(errs, fieldError{"title", "title is required"})
 	} else if title, ok := jsonString(raw); !ok {
 		errs = append(errs, fieldError{"title", "title must be a string"})
-	} else if hasLoneSurrogate(raw) {
-		errs = append(errs, fieldError{"title", loneSurrogateMessage("title")})
+	} else if !strictJSONText(raw) {
+		errs = append(errs, fieldError{"title", rewrittenTextMessage("title")})
 	} else if strings.IndexByte(title, 0) >= 0 {
 		errs = append(errs, fieldError{"title", "title must not contain the NUL character"})
 	} else {
@@ -63,8 +63,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		if !isJSONNull(raw) {
 			if description, ok := jsonString(raw); !ok {
 				errs = append(errs, fieldError{"description", "description must be a string or null"})
-			} else if hasLoneSurrogate(raw) {
-				errs = append(errs, fieldError{"description", loneSurrogateMessage("description")})
+			} else if !strictJSONText(raw) {
+				errs = append(errs, fieldError{"description", rewrittenTextMessage("description")})
 			} else if strings.IndexByte(description, 0) >= 0 {
 				errs = append(errs, fieldError{"description", "description must not contain the NUL character"})
 			} else {
@@ -86,8 +86,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 	return f, nil
 }
 
-func loneSurrogateMessage(field string) string {
-	return field + ` must not contain a lone surrogate escape (\ud800 to \udfff without its pair)`
+func rewrittenTextMessage(field string) string {
+	return field + ` must be valid UTF-8 without lone surrogate escapes (\ud800 to \udfff without its pair)`
 }
 
 // parsePositiveDecimal accepts only the canonical decimal form of a

@@ -31,6 +31,13 @@ func jsonBool(raw json.RawMessage) (bool, bool) {
 	return false, false
 }
 
+// strictJSONText refuses what encoding/json would silently rewrite:
+// invalid UTF-8 and lone surrogate escapes both read as U+FFFD, which
+// would make distinct user ids one.
+func strictJSONText(b []byte) bool {
+	return utf8.Valid(b) && !hasLoneSurrogate(b)
+}
+
 // hasLoneSurrogate reports whether the JSON text b holds a \uD800-\uDFFF
 // escape that is not half of a surrogate pair. encoding/json would turn
 // such an escape into U+FFFD, so "\ud800" and "\udfff" would read as the

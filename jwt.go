@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // maxTokenBytes bounds the work an unauthenticated client can make us do.
@@ -121,13 +120,6 @@ func parseToken(token string) (parsedToken, error) {
 		return parsedToken{}, errTokenSignature
 	}
 	return p, nil
-}
-
-// strictJSONText refuses what encoding/json would silently rewrite:
-// invalid UTF-8 and lone surrogate escapes both read as U+FFFD, which
-// would make distinct user ids one.
-func strictJSONText(b []byte) bool {
-	return utf8.Valid(b) && !hasLoneSurrogate(b)
 }
 
 // claimRules are what a token's claims must say, once its signature holds.

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -274,6 +275,15 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if !s.logger.Enabled(r.Context(), level) {
 			return
 		}
+		if status == http.StatusUnauthorized {
+			logIt, suppressed := s.unauthorizedLog.admit(time.Now())
+			if suppressed > 0 {
+				s.logger.Warn("401 answers not logged one by one", "count", suppressed, "per", unauthorizedLogWindow.String())
+			}
+			if !logIt {
+				return
+			}
+		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
@@ -292,6 +302,41 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		}
 		s.logger.LogAttrs(r.Context(), level, "request", attrs...)
 	})
+}
+
+// unauthorizedLogWindow and unauthorizedLogLines bound the log under a
+// flood of bad tokens: in each window the first lines are written in full
+// (so a single 401 can be found by its request id), the rest only counted,
+// and the count is logged when the next window begins. Metrics count every
+// one (todo_auth_failures_total).
+const (
+	unauthorizedLogWindow = time.Second
+	unauthorizedLogLines  = 10
+)
+
+// logBudget admits a bounded number of log lines per window.
+type logBudget struct {
+	mu          sync.Mutex
+	windowStart time.Time
+	logged      int
+	suppressed  int
+}
+
+// admit reports whether a line may be logged now, and how many lines the
+// window just ended suppressed (to be reported once).
+func (b *logBudget) admit(now time.Time) (bool, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	report := 0
+	if now.Sub(b.windowStart) >= unauthorizedLogWindow {
+		report, b.suppressed, b.logged, b.windowStart = b.suppressed, 0, 0, now
+	}
+	if b.logged < unauthorizedLogLines {
+		b.logged++
+		return true, report
+	}
+	b.suppressed++
+	return false, report
 }
 
 // countRequest feeds one answered request to the metrics.

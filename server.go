@@ -29,6 +29,8 @@ type server struct {
 	// draining is set when shutdown begins: /readyz answers 503, and every
 	// answer says Connection: close.
 	draining atomic.Bool
+	// unauthorizedLog bounds the log lines of 401s under a flood.
+	unauthorizedLog logBudget
 }
 
 // newServer builds the whole HTTP handler: middleware around the routes.
@@ -212,6 +214,8 @@ func drain(ctx context.Context, s *server, lameDuck time.Duration, srv *http.Ser
 type drainingListener struct {
 	net.Listener
 	draining atomic.Bool
+	// unauthorizedLog bounds the log lines of 401s under a flood.
+	unauthorizedLog logBudget
 }
 
 const drainAcceptWindow = 100 * time.Millisecond
