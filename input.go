@@ -16,6 +16,10 @@ import (
 // counts them.
 const maxTitleRunes = 255
 
+// maxDescriptionRunes caps a description in code points, so that one task,
+// and with maxListLimit one page of a list, holds a bounded amount.
+const maxDescriptionRunes = 10_000
+
 // maxListLimit caps one page of GET /api/tasks.
 const maxListLimit = 1000
 
@@ -67,6 +71,8 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 				errs = append(errs, fieldError{"description", rewrittenTextMessage("description")})
 			} else if strings.IndexByte(description, 0) >= 0 {
 				errs = append(errs, fieldError{"description", "description must not contain the NUL character"})
+			} else if utf8.RuneCountInString(description) > maxDescriptionRunes {
+				errs = append(errs, fieldError{"description", "description must be at most 10000 characters"})
 			} else {
 				f.description = &description
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,6 +30,12 @@ func forUser(h userHandler) http.Handler {
 	})
 }
 
+// listChunkBytes is how much of a list answer is built before it is
+// written: a list that fits goes out in one Write with its Content-Length;
+// a longer one is streamed in chunks of about this size, so one answer
+// holds at most a chunk and a task in memory whatever the user stores.
+const listChunkBytes = 32 << 10
+
 func (s *server) handleListTasks() http.Handler {
 	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {
 		filter, err := parseListFilter(r)
@@ -40,18 +47,44 @@ func (s *server) handleListTasks() http.Handler {
 		buf := getBuffer()
 		defer putBuffer(buf)
 		body := append((*buf)[:0], '[')
+		first, streaming := true, false
 		err = s.store.ListTasks(ctx, userID, filter, func(t *Task) error {
-			if len(body) > 1 {
+			if !first {
 				body = append(body, ',')
 			}
+			first = false
 			body = t.appendJSON(body)
+			if len(body) >= listChunkBytes {
+				if !streaming {
+					w.Header()["Content-Type"] = contentTypeJSON
+					w.WriteHeader(http.StatusOK)
+					streaming = true
+				}
+				if _, err := w.Write(body); err != nil {
+					return fmt.Errorf("list tasks: write: %w", err)
+				}
+				body = body[:0]
+			}
 			return nil
 		})
 		*buf = body
+		if err != nil && streaming {
+			// Half an answer is out: the client must not take it for a
+			// whole one, so the connection is cut before the last chunk.
+			noteError(r.Context(), err)
+			s.logger.Error("list answer cut off midway", "request_id", requestIDFrom(r.Context()), "error", err.Error())
+			panic(http.ErrAbortHandler)
+		}
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, append(body, ']'))
+		body = append(body, ']')
+		*buf = body
+		if streaming {
+			w.Write(append(body, '\n'))
+			return nil
+		}
+		writeJSON(w, http.StatusOK, body)
 		return nil
 	})
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -307,11 +309,20 @@ func TestBodyTooLarge(t *testing.T) {
 		t.Errorf("chunked huge body: status %d; want 413", res.StatusCode)
 	}
 
-	// Just under the limit is fine.
-	fits := `{"title": "a", "description": "` + strings.Repeat("y", maxBodyBytes-100) + `"}`
-	task := mustCreate(t, srv, token, fits)
-	if task.Description == nil || len(*task.Description) != maxBodyBytes-100 {
-		t.Errorf("description of %d bytes not stored whole", maxBodyBytes-100)
+	// Just under the limit is read (the padding is an ignored member).
+	fits := `{"title": "a", "pad": "` + strings.Repeat("y", maxBodyBytes-100) + `"}`
+	mustCreate(t, srv, token, fits)
+
+	// A description may hold maxDescriptionRunes code points, not one more.
+	longest := strings.Repeat("é", maxDescriptionRunes)
+	task := mustCreate(t, srv, token, map[string]any{"title": "a", "description": longest})
+	if task.Description == nil || *task.Description != longest {
+		t.Errorf("a description of %d code points was not stored whole", maxDescriptionRunes)
+	}
+	tooLong := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "a", "description": longest + "x"})
+	wantError(t, tooLong, http.StatusUnprocessableEntity, codeValidation)
+	if !strings.Contains(string(tooLong.body), `"field":"description"`) {
+		t.Errorf("422 for a long description does not name it: %s", tooLong.body)
 	}
 }
 
@@ -668,5 +679,60 @@ func TestIdempotentCreateConcurrent(t *testing.T) {
 	}
 	if n := countTasks(t, user); n != 1 {
 		t.Fatalf("%d tasks created; want 1", n)
+	}
+}
+
+// chunkRecorder is a ResponseWriter that keeps the body and the size of
+// its largest Write.
+type chunkRecorder struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	writes   int
+	maxWrite int
+}
+
+func (c *chunkRecorder) Header() http.Header  { return c.header }
+func (c *chunkRecorder) WriteHeader(code int) { c.status = code }
+func (c *chunkRecorder) Write(b []byte) (int, error) {
+	c.writes++
+	c.maxWrite = max(c.maxWrite, len(b))
+	return c.body.Write(b)
+}
+
+// TestLongListIsStreamedInBoundedChunks: a list far larger than one chunk
+// goes out in writes of about listChunkBytes, never built whole, and is
+// still one valid JSON array; a short one is one write with its length.
+func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
+	t.Parallel()
+	token := mustToken(t, newUser(t))
+	srv := newTestServer(t, testConfig(), testStore)
+	longest := strings.Repeat("d", maxDescriptionRunes)
+	mustCreate(t, srv, token, map[string]any{"title": "short"})
+	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), testConfig(), nil)
+	get := func() *chunkRecorder {
+		req := httptest.NewRequest("GET", "/api/tasks", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := &chunkRecorder{header: http.Header{}}
+		handler.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
+		t.Errorf("a short list took %d writes, Content-Length %q; want 1 write with a length", rec.writes, rec.header.Get("Content-Length"))
+	}
+	const tasks = 100 // about 1 MB
+	for i := 0; i < tasks; i++ {
+		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": longest})
+	}
+	rec := get()
+	if rec.status != http.StatusOK {
+		t.Fatalf("status %d", rec.status)
+	}
+	if bound := listChunkBytes + len(longest) + 512; rec.maxWrite > bound || rec.writes < rec.body.Len()/bound {
+		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listChunkBytes)
+	}
+	var list []taskJSON
+	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+1 {
+		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+1)
 	}
 }
