@@ -29,6 +29,8 @@ type config struct {
 	lameDuck             time.Duration // SHUTDOWN_LAME_DUCK, within shutdownTimeout
 	rateLimitRPS         float64
 	rateLimitBurst       int
+	quotaTasks           int    // QUOTA_TASKS per user; 0: none
+	quotaBytes           int    // QUOTA_BYTES per user (title and description bytes, and 64 + key per idempotency key); 0: none
 	metricsAddr          string // empty: no metrics listener
 	authOrigin           string // origin of BETTER_AUTH_URL; empty: no JWKS tokens
 	jwksURL              string
@@ -189,6 +191,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}{
 		{"DB_MAX_CONNS", &cfg.dbMaxConns, 8, 1, 1000},
 		{"RATE_LIMIT_BURST", &cfg.rateLimitBurst, 100, 1, 1_000_000},
+		{"QUOTA_TASKS", &cfg.quotaTasks, 10_000, 0, 1 << 31},
+		{"QUOTA_BYTES", &cfg.quotaBytes, 50 << 20, 0, 1 << 40},
 	}
 	for _, c := range counts {
 		*c.target = c.value

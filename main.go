@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := applySchema(ctx, db); err != nil {
 		return err
 	}
+	if err := setQuotaLimits(ctx, db, int64(cfg.quotaTasks), int64(cfg.quotaBytes)); err != nil {
+		return err
+	}
 	store, err := openStore(ctx, db, cfg.dbPreparedStatements, logger)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ const (
 	codePayloadTooLarge        = "PAYLOAD_TOO_LARGE"
 	codePreconditionFailed     = "PRECONDITION_FAILED"
 	codeRateLimited            = "RATE_LIMITED"
+	codeQuotaExceeded          = "QUOTA_EXCEEDED"
 	codeValidation             = "VALIDATION_ERROR"
 	codeInternal               = "INTERNAL_ERROR"
 	codeUnavailable            = "SERVICE_UNAVAILABLE"
@@ -33,6 +34,7 @@ var statusOf = map[string]int{
 	codePayloadTooLarge:        http.StatusRequestEntityTooLarge,
 	codeValidation:             http.StatusUnprocessableEntity,
 	codeRateLimited:            http.StatusTooManyRequests,
+	codeQuotaExceeded:          http.StatusConflict,
 	codeInternal:               http.StatusInternalServerError,
 	codeUnavailable:            http.StatusServiceUnavailable,
 }

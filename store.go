@@ -28,6 +28,22 @@ var (
 	errKeyReused = validationError(fieldError{"Idempotency-Key", "Idempotency-Key was already used with a different request body"})
 )
 
+// quotaExceededCode is the SQLSTATE schema.sql's apply_usage raises when a
+// write would take a user over QUOTA_TASKS or QUOTA_BYTES.
+const quotaExceededCode = "TQ001"
+
+const setQuotaLimitsSQL = `INSERT INTO quota_limits (id, max_tasks, max_bytes) VALUES (true, $1, $2)
+ON CONFLICT (id) DO UPDATE SET max_tasks = EXCLUDED.max_tasks, max_bytes = EXCLUDED.max_bytes`
+
+// setQuotaLimits records this server's quotas (0: none) for the triggers.
+// Instances sharing a database share one setting: the last to start wins.
+func setQuotaLimits(ctx context.Context, db *sql.DB, maxTasks, maxBytes int64) error {
+	if _, err := db.ExecContext(ctx, setQuotaLimitsSQL, maxTasks, maxBytes); err != nil {
+		return fmt.Errorf("set quotas: %w", err)
+	}
+	return nil
+}
+
 // A list statement for each filter and order rather than one with optional
 // parts: each has a plan of its own on its index, and none binds NULL (so
 // pgbench can replay them). ORDER BY names tasks.created_at: a bare
@@ -115,10 +131,10 @@ const claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
 VALUES ($1, $2, $3)
 ON CONFLICT (user_id, key) DO NOTHING`
 
-const saveKeyResponseSQL = `UPDATE idempotency_keys SET task_id = $3, task_version = $4, response = $5
+const saveKeyResponseSQL = `UPDATE idempotency_keys SET task_id = $3, task_version = $4, task_created = $5
 WHERE user_id = $1 AND key = $2`
 
-const getKeySQL = `SELECT fingerprint, task_id, task_version, response FROM idempotency_keys
+const getKeySQL = `SELECT fingerprint, task_id, task_version, task_created, response FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND created_at >= now() - ` + idempotencyTTL
 
 // sweepKeysSQL is the one statement not scoped by user: housekeeping that
@@ -317,7 +333,17 @@ func (s *Store) entered(ctx context.Context, work func() error) error {
 		return err
 	}
 	defer s.leave()
-	return s.checkPooler(work())
+	return s.checkPooler(quotaError(work()))
+}
+
+// quotaError turns the triggers' quota refusal into the contract's answer;
+// the statement that raised it wrote nothing.
+func quotaError(err error) error {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == quotaExceededCode {
+		return &apiError{code: codeQuotaExceeded, detail: pqErr.Message + " per user (QUOTA_TASKS, QUOTA_BYTES)", cause: err}
+	}
+	return err
 }
 
 // errPreparedStatementsLost answers a request whose prepared statement a
@@ -531,10 +557,22 @@ type createdOnce struct {
 	replayed bool
 }
 
+// replayBody rebuilds the first answer's body from the retry's own input
+// (its fingerprint matched, so title, description and completed are the
+// same) and the id, version and creation time the key kept.
+func replayBody(userID string, in taskInput, created createdOnce, createdAt string, render func(*Task) []byte) ([]byte, error) {
+	t := Task{ID: created.taskID, UserID: userID, Title: in.title, Description: in.description, Completed: in.completed, Version: created.version.Int64}
+	if err := (pgTimestamp{&t.CreatedAt}).Scan(createdAt); err != nil {
+		return nil, fmt.Errorf("replay idempotency key: %w", err)
+	}
+	t.UpdatedAt = t.CreatedAt
+	return render(&t), nil
+}
+
 // CreateTaskOnce creates a task for an Idempotency-Key. The first request
-// with the key creates the task and saves render's 201 body in one
-// transaction; a repeat with the same fingerprint gets that body back
-// (replayed true), and one with another fingerprint gets errKeyReused. A
+// with the key creates the task and saves its id, version and creation
+// time in one transaction; a repeat with the same fingerprint gets the
+// same 201 body back, rebuilt by render (replayed true), and one with another fingerprint gets errKeyReused. A
 // concurrent repeat waits on the key's row until the first commits or
 // rolls back.
 func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerprint []byte, in taskInput, render func(*Task) []byte) (created createdOnce, err error) {
@@ -550,7 +588,8 @@ func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerpr
 				return nil
 			}
 			var stored []byte
-			err = s.getKey.QueryRowContext(ctx, userID, key).Scan(&stored, &created.taskID, &created.version, &created.body)
+			var createdAt sql.NullString
+			err = s.getKey.QueryRowContext(ctx, userID, key).Scan(&stored, &created.taskID, &created.version, &createdAt, &created.body)
 			if errors.Is(err, sql.ErrNoRows) {
 				continue // it expired and was swept in between: claim it afresh
 			}
@@ -561,7 +600,10 @@ func (s *Store) CreateTaskOnce(ctx context.Context, userID, key string, fingerpr
 				return errKeyReused
 			}
 			created.replayed = true
-			return nil
+			if created.body == nil { // saved by this version: rebuilt, not stored
+				created.body, err = replayBody(userID, in, created, createdAt.String, render)
+			}
+			return err
 		}
 		return errors.New("idempotency key: could not claim or read the key")
 	})
@@ -590,7 +632,8 @@ func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, finge
 		return createdOnce{}, err
 	}
 	created := createdOnce{taskID: task.ID, version: sql.NullInt64{Int64: task.Version, Valid: true}, body: render(&task)}
-	if _, err := s.saveKeyResponse.inTx(ctx, tx).ExecContext(ctx, userID, key, task.ID, task.Version, created.body); err != nil {
+	createdAt := task.CreatedAt.UTC().Format("2006-01-02 15:04:05.999999-07")
+	if _, err := s.saveKeyResponse.inTx(ctx, tx).ExecContext(ctx, userID, key, task.ID, task.Version, createdAt); err != nil {
 		return createdOnce{}, fmt.Errorf("create task once: save response: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -581,3 +581,108 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotas: a user's task count and stored bytes are capped; going over
+// is a 409 QUOTA_EXCEEDED that writes nothing, concurrent creates cannot
+// race past the cap, freeing space makes room again, and idempotency keys
+// count toward the bytes.
+func TestQuotas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, db := openDatabase(t)
+	db.SetMaxOpenConns(8)
+	if err := applySchema(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	const maxTasks, maxBytes = 5, 400
+	if err := setQuotaLimits(ctx, db, maxTasks, maxBytes); err != nil {
+		t.Fatal(err)
+	}
+	store, err := prepareStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	srv := newTestServer(t, testConfig(), store)
+	user := newUser(t)
+	token := mustToken(t, user)
+	count := func() (n int) {
+		t.Helper()
+		if err := db.QueryRow("SELECT count(*) FROM tasks WHERE user_id = $1", user).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Ten at once against room for five: exactly five are created.
+	var wg sync.WaitGroup
+	statuses := make(chan int, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := srv.do("POST", "/api/tasks", token, map[string]any{"title": "q"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses <- res.status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	got := map[int]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if got[http.StatusCreated] != maxTasks || got[http.StatusConflict] != 10-maxTasks || count() != maxTasks {
+		t.Fatalf("10 concurrent creates with room for %d: %v, %d stored", maxTasks, got, count())
+	}
+	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "one too many"})
+	wantError(t, res, http.StatusConflict, codeQuotaExceeded)
+	// Another user is not affected.
+	mustCreate(t, srv, mustToken(t, newUser(t)), map[string]any{"title": "someone else"})
+
+	// Bytes: a PUT that would go over changes nothing.
+	list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil))
+	big := strings.Repeat("b", maxBytes)
+	wantError(t, srv.request(t, "PUT", taskPath(list[0].ID), token, map[string]any{"title": "q", "description": big}), http.StatusConflict, codeQuotaExceeded)
+	if task := decodeTask(t, srv.request(t, "GET", taskPath(list[0].ID), token, nil)); task.Description != nil {
+		t.Errorf("a refused PUT stored %q", *task.Description)
+	}
+	// Deleting frees a place; an idempotent create counts its key's bytes.
+	if res := srv.request(t, "DELETE", taskPath(list[0].ID), token, nil); res.status != http.StatusNoContent {
+		t.Fatalf("delete = %s", res)
+	}
+	var before int64
+	db.QueryRow("SELECT bytes FROM user_usage WHERE user_id = $1", user).Scan(&before)
+	if res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "keyed"}, "Idempotency-Key", "k"); res.status != http.StatusCreated {
+		t.Fatalf("keyed create in the freed place = %s", res)
+	}
+	var after int64
+	db.QueryRow("SELECT bytes FROM user_usage WHERE user_id = $1", user).Scan(&after)
+	if want := before + int64(len("keyed")) + int64(len("k")) + 64; after != want {
+		t.Errorf("usage after a keyed create = %d bytes; want %d (task and key)", after, want)
+	}
+	var stored sql.NullString
+	db.QueryRow("SELECT response FROM idempotency_keys WHERE user_id = $1", user).Scan(&stored)
+	if stored.Valid {
+		t.Errorf("the idempotency key keeps a copy of the answer: %q", stored.String)
+	}
+	// Over the count again, a keyed create is refused and claims no key.
+	wantError(t, srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "no room"}, "Idempotency-Key", "k2"), http.StatusConflict, codeQuotaExceeded)
+	var keys int
+	db.QueryRow("SELECT count(*) FROM idempotency_keys WHERE user_id = $1", user).Scan(&keys)
+	if keys != 1 || count() != maxTasks {
+		t.Errorf("after a refused keyed create: %d keys, %d tasks; want 1 and %d", keys, count(), maxTasks)
+	}
+	// The usage always equals what is stored.
+	var usageTasks, usageBytes, realBytes int64
+	db.QueryRow("SELECT tasks, bytes FROM user_usage WHERE user_id = $1", user).Scan(&usageTasks, &usageBytes)
+	db.QueryRow(`SELECT coalesce(sum(octet_length(title) + coalesce(octet_length(description), 0)), 0)
+		+ (SELECT coalesce(sum(octet_length(key) + 64), 0) FROM idempotency_keys WHERE user_id = $1)
+		FROM tasks WHERE user_id = $1`, user).Scan(&realBytes)
+	if usageTasks != int64(count()) || usageBytes != realBytes {
+		t.Errorf("user_usage says %d tasks, %d bytes; stored are %d tasks, %d bytes", usageTasks, usageBytes, count(), realBytes)
+	}
+}
