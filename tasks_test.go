@@ -736,3 +736,47 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+1)
 	}
 }
+
+// stallingWriter is a chunkRecorder whose first Write takes longer than
+// the request's database deadline.
+type stallingWriter struct {
+	chunkRecorder
+	stall time.Duration
+}
+
+func (s *stallingWriter) Write(b []byte) (int, error) {
+	if s.writes == 0 {
+		time.Sleep(s.stall)
+	}
+	return s.chunkRecorder.Write(b)
+}
+
+// TestStreamedListCutOffMidwayIsNotComplete: when the database work fails
+// after part of a list is out, the handler aborts (net/http then cuts the
+// connection before the final chunk) instead of closing the JSON array.
+func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
+	t.Parallel()
+	token := mustToken(t, newUser(t))
+	srv := newTestServer(t, testConfig(), testStore)
+	long := strings.Repeat("d", maxDescriptionRunes)
+	for i := 0; i < 40; i++ {
+		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": long})
+	}
+	cfg := testConfig()
+	cfg.dbTimeout = 200 * time.Millisecond
+	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
+	req := httptest.NewRequest("GET", "/api/tasks", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	w := &stallingWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, stall: 400 * time.Millisecond}
+	aborted := func() (v any) {
+		defer func() { v = recover() }()
+		handler.ServeHTTP(w, req)
+		return nil
+	}()
+	if aborted != http.ErrAbortHandler {
+		t.Fatalf("a list whose database work failed midway ended with %v after %d bytes; want http.ErrAbortHandler", aborted, w.body.Len())
+	}
+	if w.writes == 0 || bytes.HasSuffix(bytes.TrimSpace(w.body.Bytes()), []byte("]")) {
+		t.Errorf("%d writes, body ends %q; want part of an array, unclosed", w.writes, w.body.Bytes()[max(0, w.body.Len()-10):])
+	}
+}
