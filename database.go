@@ -243,6 +243,52 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// statement is one of the store's SQL statements: prepared once, or, with
+// DB_PREPARED_STATEMENTS=false, sent unnamed with every call (lib/pq's
+// binary_parameters makes that one round trip: Parse, Bind and Execute in
+// one batch, which a pooler in transaction mode keeps on one server
+// connection).
+type statement struct {
+	query string
+	stmt  *sql.Stmt // nil when unprepared
+	conn  queryer   // the pool or a transaction, when unprepared
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func (st *statement) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	if st.stmt != nil {
+		return st.stmt.QueryContext(ctx, args...)
+	}
+	return st.conn.QueryContext(ctx, st.query, args...)
+}
+
+func (st *statement) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	if st.stmt != nil {
+		return st.stmt.QueryRowContext(ctx, args...)
+	}
+	return st.conn.QueryRowContext(ctx, st.query, args...)
+}
+
+func (st *statement) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
+	if st.stmt != nil {
+		return st.stmt.ExecContext(ctx, args...)
+	}
+	return st.conn.ExecContext(ctx, st.query, args...)
+}
+
+// inTx is the statement within tx.
+func (st *statement) inTx(ctx context.Context, tx *sql.Tx) *statement {
+	if st.stmt != nil {
+		return &statement{query: st.query, stmt: tx.StmtContext(ctx, st.stmt)}
+	}
+	return &statement{query: st.query, conn: tx}
+}
+
 // applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS
 // alone races when two instances start together, hence the lock.
 func applySchema(ctx context.Context, db *sql.DB) error {

@@ -257,6 +257,35 @@ func (s *testServer) request(t *testing.T, method, path, token string, body any,
 	return res
 }
 
+// countStatuses sends n requests at once, the i-th as req(i) says, and
+// counts the answers by status; a request that could not be sent fails
+// the test.
+func countStatuses(t *testing.T, srv *testServer, n int, req func(i int) (method, path, token string, body any)) map[int]int {
+	t.Helper()
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		method, path, token, body := req(i)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := srv.do(method, path, token, body)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			statuses <- res.status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	return counts
+}
+
 // taskJSON is the wire form of a task, decoded strictly for assertions.
 type taskJSON struct {
 	ID          int64   `json:"id"`

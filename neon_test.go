@@ -384,28 +384,9 @@ func TestNeonPreparedStatementsBehindAPoolerThatCannotHoldThem(t *testing.T) {
 	for i := range tokens {
 		tokens[i] = mustToken(t, newUser(t))
 	}
-	statuses := make(chan int, 16*20)
-	var wg sync.WaitGroup
-	for _, token := range tokens {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				res, err := srv.do("GET", "/api/tasks", token, nil)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				statuses <- res.status
-			}
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	counts := map[int]int{}
-	for s := range statuses {
-		counts[s]++
-	}
+	counts := countStatuses(t, srv, 16*20, func(i int) (string, string, string, any) {
+		return "GET", "/api/tasks", tokens[i%16], nil
+	})
 	if counts[http.StatusInternalServerError] > 0 || counts[http.StatusOK]+counts[http.StatusServiceUnavailable] != 16*20 {
 		t.Errorf("statuses %v; want only 200s and 503s", counts)
 	}

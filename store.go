@@ -38,25 +38,22 @@ const (
 	orderByTitle = `ORDER BY lower(tasks.title), tasks.id`
 )
 
-const listTasksSQL = `SELECT ` + taskColumns + ` FROM tasks
-WHERE user_id = $1
-` + orderNewestFirst + `
-LIMIT $2 OFFSET $3`
+// listSQL is a list statement: $1 the user; with byCompleted, $2 the
+// completed flag; then LIMIT and OFFSET.
+func listSQL(byCompleted bool, order string) string {
+	where, next := `user_id = $1`, 2
+	if byCompleted {
+		where, next = `user_id = $1 AND completed = $2`, 3
+	}
+	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, order, next, next+1)
+}
 
-const listTasksByCompletedSQL = `SELECT ` + taskColumns + ` FROM tasks
-WHERE user_id = $1 AND completed = $2
-` + orderNewestFirst + `
-LIMIT $3 OFFSET $4`
-
-const listTasksByTitleSQL = `SELECT ` + taskColumns + ` FROM tasks
-WHERE user_id = $1
-` + orderByTitle + `
-LIMIT $2 OFFSET $3`
-
-const listTasksByCompletedByTitleSQL = `SELECT ` + taskColumns + ` FROM tasks
-WHERE user_id = $1 AND completed = $2
-` + orderByTitle + `
-LIMIT $3 OFFSET $4`
+var (
+	listTasksSQL                   = listSQL(false, orderNewestFirst)
+	listTasksByCompletedSQL        = listSQL(true, orderNewestFirst)
+	listTasksByTitleSQL            = listSQL(false, orderByTitle)
+	listTasksByCompletedByTitleSQL = listSQL(true, orderByTitle)
+)
 
 const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1 AND id = $2`
@@ -144,52 +141,6 @@ type Store struct {
 type storeStatement struct {
 	stmt  **statement
 	query string
-}
-
-// statement is one of the store's SQL statements: prepared once, or, with
-// DB_PREPARED_STATEMENTS=false, sent unnamed with every call (lib/pq's
-// binary_parameters makes that one round trip: Parse, Bind and Execute in
-// one batch, which a pooler in transaction mode keeps on one server
-// connection).
-type statement struct {
-	query string
-	stmt  *sql.Stmt // nil when unprepared
-	conn  queryer   // the pool or a transaction, when unprepared
-}
-
-type queryer interface {
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-}
-
-func (st *statement) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
-	if st.stmt != nil {
-		return st.stmt.QueryContext(ctx, args...)
-	}
-	return st.conn.QueryContext(ctx, st.query, args...)
-}
-
-func (st *statement) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
-	if st.stmt != nil {
-		return st.stmt.QueryRowContext(ctx, args...)
-	}
-	return st.conn.QueryRowContext(ctx, st.query, args...)
-}
-
-func (st *statement) ExecContext(ctx context.Context, args ...any) (sql.Result, error) {
-	if st.stmt != nil {
-		return st.stmt.ExecContext(ctx, args...)
-	}
-	return st.conn.ExecContext(ctx, st.query, args...)
-}
-
-// inTx is the statement within tx.
-func (st *statement) inTx(ctx context.Context, tx *sql.Tx) *statement {
-	if st.stmt != nil {
-		return &statement{query: st.query, stmt: tx.StmtContext(ctx, st.stmt)}
-	}
-	return &statement{query: st.query, conn: tx}
 }
 
 // statements pairs every statement field with its SQL, for prepare and Close.

@@ -615,26 +615,9 @@ func TestQuotas(t *testing.T) {
 	}
 
 	// Ten at once against room for five: exactly five are created.
-	var wg sync.WaitGroup
-	statuses := make(chan int, 10)
-	for i := 0; i < 10; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := srv.do("POST", "/api/tasks", token, map[string]any{"title": "q"})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			statuses <- res.status
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	got := map[int]int{}
-	for s := range statuses {
-		got[s]++
-	}
+	got := countStatuses(t, srv, 10, func(int) (string, string, string, any) {
+		return "POST", "/api/tasks", token, map[string]any{"title": "q"}
+	})
 	if got[http.StatusCreated] != maxTasks || got[http.StatusConflict] != 10-maxTasks || count() != maxTasks {
 		t.Fatalf("10 concurrent creates with room for %d: %v, %d stored", maxTasks, got, count())
 	}
