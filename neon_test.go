@@ -214,6 +214,7 @@ func TestNeonStartFailuresTellTheTruth(t *testing.T) {
 		{"channel_binding=require without TLS", stack.direct + "?sslmode=disable&channel_binding=require", "needs TLS"},
 		{"unknown channel_binding", stack.direct + "?sslmode=require&channel_binding=maybe", "channel_binding must be"},
 		{"a startup parameter PgBouncer refuses", stack.pooledSession + "?sslmode=require&search_path=public", "08P01"},
+		{"a setting PostgreSQL does not know", stack.direct + "?sslmode=require&no_such_setting=1", "42704"},
 	}
 	for _, c := range cases {
 		err, took, logs := runUntilExit(t, c.dsn)
