@@ -114,7 +114,7 @@ BEGIN
         PERFORM apply_usage(NEW.user_id, 1, octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0));
     ELSIF TG_OP = 'DELETE' THEN
         PERFORM apply_usage(OLD.user_id, -1, -(octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0)));
-    ELSIF NEW.title IS DISTINCT FROM OLD.title OR NEW.description IS DISTINCT FROM OLD.description THEN
+    ELSE -- UPDATE, of the text (see the trigger's WHEN)
         PERFORM apply_usage(NEW.user_id, 0,
             octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0)
             - octet_length(OLD.title) - coalesce(octet_length(OLD.description), 0));
@@ -135,7 +135,12 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE OR REPLACE TRIGGER tasks_usage AFTER INSERT OR UPDATE OR DELETE ON tasks
+CREATE OR REPLACE TRIGGER tasks_usage AFTER INSERT OR DELETE ON tasks
     FOR EACH ROW EXECUTE FUNCTION tasks_usage();
+-- Fired only when the stored text changes: completing, toggling or an
+-- unchanged PUT costs no trigger call.
+CREATE OR REPLACE TRIGGER tasks_usage_update AFTER UPDATE OF title, description ON tasks
+    FOR EACH ROW WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.description IS DISTINCT FROM NEW.description)
+    EXECUTE FUNCTION tasks_usage();
 CREATE OR REPLACE TRIGGER idempotency_keys_usage AFTER INSERT OR UPDATE OR DELETE ON idempotency_keys
     FOR EACH ROW EXECUTE FUNCTION idempotency_keys_usage();
