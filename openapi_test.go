@@ -85,10 +85,9 @@ func TestOpenAPIListsReturnedStatuses(t *testing.T) {
 	down := newTestServer(t, cfg, downStore)
 	proxy.stop()
 
-	token := mustToken(t, newUser(t))
+	user := newUser(t)
+	token := mustToken(t, user)
 	limitedToken := mustToken(t, newUser(t)) // its one-request burst goes first
-	task := mustCreate(t, srv, token, map[string]any{"title": "documented"})
-	id := taskPath(task.ID)
 	other := taskPath(mustCreate(t, srv, token, map[string]any{"title": "kept for the 304"}).ID)
 	huge := `{"title":"` + strings.Repeat("x", maxBodyBytes) + `"}`
 	good := map[string]any{"title": "t"}
@@ -104,29 +103,47 @@ func TestOpenAPIListsReturnedStatuses(t *testing.T) {
 	limited.request(t, "GET", "/healthz", limitedToken, nil)
 	limited.request(t, "GET", "/api/tasks", limitedToken, nil) // spends the burst
 	var calls []call
-	ops := []struct {
-		op, method, path string
-		body             any
-	}{
-		{"GET /api/tasks", "GET", "/api/tasks", nil},
-		{"POST /api/tasks", "POST", "/api/tasks", good},
-		{"GET /api/tasks/{id}", "GET", id, nil},
-		{"PUT /api/tasks/{id}", "PUT", id, good},
-		{"PATCH /api/tasks/{id}/complete", "PATCH", id + "/complete", complete},
-		{"DELETE /api/tasks/{id}", "DELETE", id, nil},
-	}
-	for _, o := range ops {
-		calls = append(calls,
-			call{o.op, o.method, o.path, o.body, nil, srv, ""},                                            // 401
-			call{o.op, o.method, o.path, o.body, nil, down, token},                                        // 503
-			call{o.op, o.method, o.path, o.body, nil, limited, limitedToken},                              // 429 (after its one-request burst)
-			call{o.op, o.method, o.path, o.body, []string{"If-Match", `"v999"`}, srv, token},              // 412 where it applies
-			call{o.op, o.method, o.path, "{", nil, srv, token},                                            // 400 where there is a body
-			call{o.op, o.method, o.path, `{"title": 1, "completed": "x"}`, nil, srv, token},               // 422
-			call{o.op, o.method, o.path, huge, nil, srv, token},                                           // 413
-			call{o.op, o.method, strings.Replace(o.path, id, "/api/tasks/0", 1), o.body, nil, srv, token}, // 404
-			call{o.op, o.method, o.path, o.body, nil, srv, token},                                         // 2xx, last: DELETE deletes
-		)
+
+	// Each operation in both shapes: /api/tasks... and /api/{user_id}/tasks...
+	for _, scoped := range []bool{false, true} {
+		task := mustCreate(t, srv, token, map[string]any{"title": "documented"})
+		id, missing := taskPath(task.ID), "/api/tasks/0"
+		ops := []struct {
+			op, method, path string
+			body             any
+		}{
+			{"GET /api/tasks", "GET", "/api/tasks", nil},
+			{"POST /api/tasks", "POST", "/api/tasks", good},
+			{"GET /api/tasks/{id}", "GET", id, nil},
+			{"PUT /api/tasks/{id}", "PUT", id, good},
+			{"PATCH /api/tasks/{id}/complete", "PATCH", id + "/complete", complete},
+			{"DELETE /api/tasks/{id}", "DELETE", id, nil},
+		}
+		if scoped {
+			for i := range ops {
+				ops[i].op = strings.Replace(ops[i].op, " /api/tasks", " /api/{user_id}/tasks", 1)
+				ops[i].path = userPath(user, strings.TrimPrefix(ops[i].path, "/api/tasks"))
+			}
+			id, missing = userPath(user, strings.TrimPrefix(id, "/api/tasks")), userPath(user, "/0")
+			// Another user's path is the missing-task 404, for the list and create too.
+			calls = append(calls,
+				call{"GET /api/{user_id}/tasks", "GET", userPath("someone-else", ""), nil, nil, srv, token},
+				call{"POST /api/{user_id}/tasks", "POST", userPath("someone-else", ""), good, nil, srv, token},
+				call{"GET /api/{user_id}/tasks", "GET", userPath(user, "?limit=0"), nil, nil, srv, token})
+		}
+		for _, o := range ops {
+			calls = append(calls,
+				call{o.op, o.method, o.path, o.body, nil, srv, ""},                                     // 401
+				call{o.op, o.method, o.path, o.body, nil, down, token},                                 // 503
+				call{o.op, o.method, o.path, o.body, nil, limited, limitedToken},                       // 429 (after its one-request burst)
+				call{o.op, o.method, o.path, o.body, []string{"If-Match", `"v999"`}, srv, token},       // 412 where it applies
+				call{o.op, o.method, o.path, "{", nil, srv, token},                                     // 400 where there is a body
+				call{o.op, o.method, o.path, `{"title": 1, "completed": "x"}`, nil, srv, token},        // 422
+				call{o.op, o.method, o.path, huge, nil, srv, token},                                    // 413
+				call{o.op, o.method, strings.Replace(o.path, id, missing, 1), o.body, nil, srv, token}, // 404
+				call{o.op, o.method, o.path, o.body, nil, srv, token},                                  // 2xx, last: DELETE deletes
+			)
+		}
 	}
 	calls = append(calls,
 		call{"GET /api/tasks", "GET", "/api/tasks?limit=0", nil, nil, srv, token},
@@ -137,8 +154,8 @@ func TestOpenAPIListsReturnedStatuses(t *testing.T) {
 		call{"GET /openapi.json", "GET", "/openapi.json", nil, nil, srv, ""},
 		call{"GET /healthz", "POST", "/healthz", nil, nil, srv, ""},
 		call{"GET /api/tasks", "DELETE", "/api/tasks", nil, nil, srv, token},
-		call{"GET /api/tasks/{id}", "POST", id, nil, nil, srv, token},
-		call{"PATCH /api/tasks/{id}/complete", "GET", id + "/complete", nil, nil, srv, token},
+		call{"GET /api/tasks/{id}", "POST", other, nil, nil, srv, token},
+		call{"PATCH /api/tasks/{id}/complete", "GET", other + "/complete", nil, nil, srv, token},
 	)
 	seen := map[string]map[int]bool{}
 	for _, c := range calls {
@@ -153,13 +170,19 @@ func TestOpenAPIListsReturnedStatuses(t *testing.T) {
 	}
 	// The drive above must really reach the interesting outcomes.
 	for op, want := range map[string][]int{
-		"GET /api/tasks":                 {200, 401, 405, 422, 429, 503},
-		"POST /api/tasks":                {201, 400, 401, 413, 422, 429, 503},
-		"GET /api/tasks/{id}":            {200, 304, 401, 404, 405, 429, 503},
-		"PUT /api/tasks/{id}":            {200, 400, 401, 404, 412, 413, 422, 429, 503},
-		"PATCH /api/tasks/{id}/complete": {200, 400, 401, 404, 405, 412, 413, 422, 429, 503},
-		"DELETE /api/tasks/{id}":         {204, 401, 404, 412, 429, 503},
-		"GET /readyz":                    {200, 503},
+		"GET /api/tasks":                           {200, 401, 405, 422, 429, 503},
+		"POST /api/tasks":                          {201, 400, 401, 413, 422, 429, 503},
+		"GET /api/tasks/{id}":                      {200, 304, 401, 404, 405, 429, 503},
+		"PUT /api/tasks/{id}":                      {200, 400, 401, 404, 412, 413, 422, 429, 503},
+		"PATCH /api/tasks/{id}/complete":           {200, 400, 401, 404, 405, 412, 413, 422, 429, 503},
+		"DELETE /api/tasks/{id}":                   {204, 401, 404, 412, 429, 503},
+		"GET /readyz":                              {200, 503},
+		"GET /api/{user_id}/tasks":                 {200, 401, 404, 422, 429, 503},
+		"POST /api/{user_id}/tasks":                {201, 400, 401, 404, 413, 422, 429, 503},
+		"GET /api/{user_id}/tasks/{id}":            {200, 401, 404, 429, 503},
+		"PUT /api/{user_id}/tasks/{id}":            {200, 400, 401, 404, 412, 413, 422, 429, 503},
+		"PATCH /api/{user_id}/tasks/{id}/complete": {200, 400, 401, 404, 412, 413, 422, 429, 503},
+		"DELETE /api/{user_id}/tasks/{id}":         {204, 401, 404, 412, 429, 503},
 	} {
 		for _, status := range want {
 			if !seen[op][status] {
