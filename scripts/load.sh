@@ -17,8 +17,16 @@
 # alternation (so a drift in the shared machine's speed hits both sides
 # alike); then it prints the plans of every statement there.
 #
+# With PEER='command' (any server of the contract that reads DATABASE_URL,
+# BETTER_AUTH_SECRET and PORT), that server runs too, on a database of its
+# own seeded alike, each scenario of the common contract interleaved with
+# ours run by run, and a table gives the ratios (targets: 1.5x, mixed 1.3x).
+# Last, an open-loop run (vegeta) at half the lower measured maximum for
+# get and list gives p50/p99/p99.9 for each server at the same rate.
+#
 # Settings: LOAD_DURATION (seconds per run, 10), LOAD_ROUNDS (3),
-# LOAD_SCALE (1; 0 skips the 1,000,000-row check), LOAD_PORT (18282).
+# LOAD_SCALE (1; 0 skips the 1,000,000-row check), LOAD_PORT (18282),
+# PEER (unset).
 # Exits 1 when a target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +50,7 @@ server_pid= scale_pid=
 cleanup() {
 	stop_server "$server_pid"
 	stop_server "$scale_pid"
+	stop_server "${peer_pid:-}"
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -77,6 +86,9 @@ seed() {
 # reset drops what a writing run added, so every list still sees 50 tasks.
 reset() {
 	psql_todo -c "DELETE FROM tasks WHERE id > $((users * per_user))" -c "VACUUM tasks" >/dev/null
+	if [ -n "${PEER:-}" ]; then
+		psql_db peer -c "DELETE FROM tasks WHERE id > $((users * per_user))" -c "VACUUM tasks" >/dev/null
+	fi
 }
 
 # start_server DATABASE PORT: sets started_pid
@@ -133,27 +145,48 @@ pgbench_tps() { # pgbench_tps CLIENTS SCRIPT-ARGS...
 seed todo "$users" "$per_user" "$tmp/tokens"
 start_server todo "$port"
 server_pid=$started_pid target_pid=$started_pid
+
+# PEER: another server of the contract on a database of its own, seeded
+# alike (it creates its own table at start, then the same rows go in).
+peer_pid=
+peer_base=http://127.0.0.1:$((port + 2))
+if [ -n "${PEER:-}" ]; then
+	"$bin/createdb" -h "$tmp/sock" -U todo peer
+	DATABASE_URL="host=$tmp/sock user=todo dbname=peer sslmode=disable" BETTER_AUTH_SECRET=$secret \
+		PORT=$((port + 2)) LOG_LEVEL=warn sh -c "exec $PEER" 2>>"$tmp/peer.log" &
+	peer_pid=$!
+	wait_ready "$peer_base" "$peer_pid" "$tmp/peer.log" || exit 1
+	seed peer "$users" "$per_user" "$tmp/tokens"
+fi
+on_ours() { target_base=$base target_pid=$server_pid; }
+on_peer() { target_base=$peer_base target_pid=$peer_pid; }
 echo "== warming up"
 run_wrk list 2 && rm -f "$tmp/list.runs"
 
-scenarios="list get create update mixed auth401 health"
+scenarios="list get create update mixed scoped auth401 health"
+peer_scenarios="list get create update mixed health" # the common contract
 for round in $(seq 1 "$rounds"); do
-	echo "== round $round of $rounds: $scenarios (${duration}s each)"
+	echo "== round $round of $rounds: $scenarios (${duration}s each)${PEER:+, each beside a run of the peer}"
 	for s in $scenarios; do
-		run_wrk "$s" "$duration"
+		on_ours && run_wrk "$s" "$duration"
+		if [ -n "$peer_pid" ] && [[ " $peer_scenarios " == *" $s "* ]]; then
+			on_peer && run_wrk "$s" "$duration" "$s.peer"
+		fi
 		case $s in create | mixed) reset ;; esac
 	done
 done
+on_ours
 peak_rss_kb=$(awk '/^VmHWM/ {print $2}' "/proc/$server_pid/status")
 
 echo "== ceiling: pgbench -M prepared -j 2 at 8, 16 and 64 clients (${duration}s each)"
-for s in list get create update mixed; do
+for s in list get create update mixed scoped; do
 	best=0 best_clients=0
 	for c in 8 16 64; do
 		if [ "$s" = mixed ]; then
-			tps=$(pgbench_tps "$c" -f scripts/pgbench/list.sql@10 -f scripts/pgbench/list_title.sql@10 -f scripts/pgbench/get.sql@50 \
-				-f scripts/pgbench/create.sql@10 -f scripts/pgbench/update.sql@5 -f scripts/pgbench/complete.sql@3 \
-				-f scripts/pgbench/toggle.sql@2 -f scripts/pgbench/delete.sql@10)
+			tps=$(pgbench_tps "$c" -f scripts/pgbench/list.sql@20 -f scripts/pgbench/get.sql@50 -f scripts/pgbench/create.sql@10 \
+				-f scripts/pgbench/update.sql@5 -f scripts/pgbench/complete.sql@5 -f scripts/pgbench/delete.sql@10)
+		elif [ "$s" = scoped ]; then
+			tps=$(pgbench_tps "$c" -f scripts/pgbench/list_title.sql@40 -f scripts/pgbench/get.sql@40 -f scripts/pgbench/toggle.sql@20)
 		else
 			tps=$(pgbench_tps "$c" -f "scripts/pgbench/$s.sql")
 		fi
@@ -193,6 +226,62 @@ report() { # report TITLE SCENARIOS...
 }
 
 report "== results, 200 users x 50 tasks (medians of $rounds rounds; non-2xx summed)" $scenarios
+
+if [ -n "$peer_pid" ]; then
+	echo
+	echo "== side by side with PEER ($PEER), interleaved run by run"
+	printf '%-8s %10s %10s %8s %16s %10s\n' scenario "ours req/s" "peer req/s" ratio "p99 ms ours/peer" "peer non-2xx"
+	for s in $peer_scenarios; do
+		ours=$(median "$tmp/$s.runs" 1) theirs=$(median "$tmp/$s.peer.runs" 1)
+		ratio=$(awk -v a="$ours" -v b="$theirs" 'BEGIN { printf "%.2fx", (b > 0) ? a / b : 0 }')
+		printf '%-8s %10s %10s %8s %16s %10s\n' "$s" "$ours" "$theirs" "$ratio" \
+			"$(median "$tmp/$s.runs" 3) / $(median "$tmp/$s.peer.runs" 3)" "$(total "$tmp/$s.peer.runs" 4)"
+		want=1.5
+		[ "$s" = mixed ] && want=1.3
+		[ "$s" = health ] || awk -v a="$ours" -v b="$theirs" -v w="$want" 'BEGIN { exit !(a >= w * b) }' || missed+=("$s ${ratio} the peer, under ${want}x")
+	done
+fi
+
+# Open loop: a fixed rate, half the lower of the measured maxima for get and
+# list, the same for both servers, with vegeta (installed into a cache,
+# never a dependency of the module).
+vegeta=${XDG_CACHE_HOME:-$HOME/.cache}/todo-backend/bin/vegeta
+if [ ! -x "$vegeta" ]; then
+	echo "== installing vegeta into $(dirname "$vegeta")"
+	GOBIN=$(dirname "$vegeta") GOFLAGS= go install github.com/tsenart/vegeta/v12@v12.13.0
+fi
+open_loop() { # open_loop SCENARIO RATE BASE LABEL
+	local s=$1 rate=$2 target=$3 label=$4 u
+	: >"$tmp/targets"
+	for u in $(seq 1 "$users"); do
+		if [ "$s" = get ]; then
+			printf 'GET %s/api/tasks/%d\nAuthorization: Bearer %s\n\n' "$target" $(((u - 1) * per_user + RANDOM % per_user + 1)) "$(sed -n "${u}p" "$tmp/tokens")"
+		else
+			printf 'GET %s/api/tasks\nAuthorization: Bearer %s\n\n' "$target" "$(sed -n "${u}p" "$tmp/tokens")"
+		fi >>"$tmp/targets"
+	done
+	"$vegeta" attack -rate="$rate/s" -duration="${duration}s" -targets="$tmp/targets" -max-workers=256 >"$tmp/attack.bin"
+	"$vegeta" encode --to csv <"$tmp/attack.bin" | awk -F, '{print $3 / 1e6, ($2 >= 200 && $2 < 300) ? 0 : 1}' | sort -g >"$tmp/lat"
+	awk -v s="$s" -v l="$label" -v r="$rate" '{v[NR] = $1; bad += $2} END {
+		printf "%-6s %-5s %8d %9.2f %9.2f %10.2f %8d\n", s, l, r, v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1], bad }' "$tmp/lat" |
+		tee -a "$tmp/open.$s.$label"
+}
+echo
+echo "== open loop: a fixed rate for ${duration}s each (vegeta); latency in ms"
+printf '%-6s %-5s %8s %9s %9s %10s %8s\n' scenario who "req/s" p50 p99 p99.9 non-2xx
+for s in get list; do
+	lowest=$(median "$tmp/$s.runs" 1)
+	if [ -n "$peer_pid" ]; then lowest=$(awk -v a="$lowest" -v b="$(median "$tmp/$s.peer.runs" 1)" 'BEGIN { print (b < a) ? b : a }'); fi
+	rate=$(awk -v m="$lowest" 'BEGIN { printf "%d", m / 2 }')
+	open_loop "$s" "$rate" "$base" ours >/dev/null
+	cat "$tmp/open.$s.ours"
+	if [ -n "$peer_pid" ]; then
+		open_loop "$s" "$rate" "$peer_base" peer >/dev/null
+		cat "$tmp/open.$s.peer"
+		awk -v a="$(awk '{print $5}' "$tmp/open.$s.ours")" -v b="$(awk '{print $5}' "$tmp/open.$s.peer")" 'BEGIN { exit !(a <= 0.7 * b) }' ||
+			missed+=("open-loop $s p99 not at most 0.7x the peer's")
+	fi
+done
 peak_mib=$(awk -v k="$peak_rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
 echo "peak RSS of the server: ${peak_mib} MiB"
 awk -v m="$peak_mib" 'BEGIN { exit !(m <= 20) }' || missed+=("peak RSS ${peak_mib} MiB over 20 MiB")
