@@ -164,11 +164,7 @@ func retryableAtStart(err error) bool {
 		return code == "57P03" || code == "57P01" || code == "57P02" || code == "53300" || code == "08006" || code == "08001" ||
 			code == "08P01" && strings.Contains(pqErr.Message, "server login")
 	}
-	var certErr *tls.CertificateVerificationError
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostnameErr x509.HostnameError
-	if errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr) ||
-		errors.Is(err, pq.ErrSSLNotSupported) || strings.Contains(err.Error(), "tls:") {
+	if isCertificateError(err) || errors.Is(err, pq.ErrSSLNotSupported) || strings.Contains(err.Error(), "tls:") {
 		return false
 	}
 	var dnsErr *net.DNSError
@@ -180,6 +176,15 @@ func retryableAtStart(err error) bool {
 		isTimeout(err)
 }
 
+// isCertificateError reports whether the server's certificate did not
+// verify: an unknown authority or another host's name.
+func isCertificateError(err error) bool {
+	var certErr *tls.CertificateVerificationError
+	var unknownAuthority x509.UnknownAuthorityError
+	var hostnameErr x509.HostnameError
+	return errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr)
+}
+
 func isTimeout(err error) bool {
 	var netErr net.Error
 	return errors.As(err, &netErr) && netErr.Timeout()
@@ -189,10 +194,7 @@ func isTimeout(err error) bool {
 // with: the real reason, and for a certificate that channel_binding=require
 // made us verify, how to fix it. It never holds the password.
 func (dc databaseConfig) explainStartFailure(err error) error {
-	var certErr *tls.CertificateVerificationError
-	var unknownAuthority x509.UnknownAuthorityError
-	var hostnameErr x509.HostnameError
-	if dc.channelBinding == "require" && (errors.As(err, &certErr) || errors.As(err, &unknownAuthority) || errors.As(err, &hostnameErr)) {
+	if dc.channelBinding == "require" && isCertificateError(err) {
 		return fmt.Errorf("database: the server's certificate did not verify (%s), which channel_binding=require in DATABASE_URL asks for here "+
 			"(lib/pq cannot bind channels, so it verifies the certificate instead): add sslrootcert=/path/to/ca.pem naming the server's CA, "+
 			"or drop channel_binding=require to encrypt without verifying the certificate (sslmode=require): %w", dc.describeTLS(), err)

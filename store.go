@@ -246,10 +246,6 @@ func (s *Store) entered(ctx context.Context, work func() error) error {
 	return s.checkPooler(quotaError(work()))
 }
 
-// errPreparedStatementsLost answers a request whose prepared statement a
-// pooler lost or mixed up: the service is misconfigured, not the request.
-var errPreparedStatementsLost = &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly"}
-
 // checkPooler turns the errors of a pooler that cannot hold prepared
 // statements (PgBouncer before 1.21, or without max_prepared_statements,
 // in transaction mode) into a 503, and logs once what to change.
@@ -261,7 +257,8 @@ func (s *Store) checkPooler(err error) error {
 		s.logger.Error("the database or its pooler lost a prepared statement: behind a pooler in transaction mode without prepared-statement support, set DB_PREPARED_STATEMENTS=false",
 			"error", err.Error())
 	})
-	return &apiError{code: errPreparedStatementsLost.code, detail: errPreparedStatementsLost.detail, cause: err}
+	// The service is misconfigured, not the request: a 503 like an outage.
+	return &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly", cause: err}
 }
 
 // isPreparedStatementLost: 26000 prepared statement does not exist, 42P05

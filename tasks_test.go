@@ -700,6 +700,16 @@ func (c *chunkRecorder) Write(b []byte) (int, error) {
 	return c.body.Write(b)
 }
 
+// serveListInProcess serves GET /api/tasks for token through the whole
+// handler stack straight into w, with no network in between, so that w
+// sees every Write the handler makes.
+func serveListInProcess(cfg config, token string, w http.ResponseWriter) {
+	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
+	req := httptest.NewRequest("GET", "/api/tasks", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	handler.ServeHTTP(w, req)
+}
+
 // TestLongListIsStreamedInBoundedChunks: a list far larger than one chunk
 // goes out in writes of about listChunkBytes, never built whole, and is
 // still one valid JSON array; a short one is one write with its length.
@@ -709,12 +719,9 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	srv := newTestServer(t, testConfig(), testStore)
 	longest := strings.Repeat("d", maxDescriptionRunes)
 	mustCreate(t, srv, token, map[string]any{"title": "short"})
-	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), testConfig(), nil)
 	get := func() *chunkRecorder {
-		req := httptest.NewRequest("GET", "/api/tasks", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
 		rec := &chunkRecorder{header: http.Header{}}
-		handler.ServeHTTP(rec, req)
+		serveListInProcess(testConfig(), token, rec)
 		return rec
 	}
 	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
@@ -764,13 +771,10 @@ func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
 	}
 	cfg := testConfig()
 	cfg.dbTimeout = 200 * time.Millisecond
-	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
-	req := httptest.NewRequest("GET", "/api/tasks", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
 	w := &stallingWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, stall: 400 * time.Millisecond}
 	aborted := func() (v any) {
 		defer func() { v = recover() }()
-		handler.ServeHTTP(w, req)
+		serveListInProcess(cfg, token, w)
 		return nil
 	}()
 	if aborted != http.ErrAbortHandler {
