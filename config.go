@@ -22,6 +22,7 @@ type config struct {
 	dbTimeout   time.Duration
 	dbWait      time.Duration
 	dbMaxConns  int
+	dbBatchMax  int // DB_BATCH_MAX: requests per coalesced statement; 1 is off
 	// dbPreparedStatements: false sends every statement unnamed, for a
 	// pooler in transaction mode that cannot hold prepared statements.
 	dbPreparedStatements bool
@@ -190,6 +191,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		min, max int
 	}{
 		{"DB_MAX_CONNS", &cfg.dbMaxConns, 8, 1, 1000},
+		{"DB_BATCH_MAX", &cfg.dbBatchMax, defaultBatchMax, 1, 1000},
 		{"RATE_LIMIT_BURST", &cfg.rateLimitBurst, 100, 1, 1_000_000},
 		{"QUOTA_TASKS", &cfg.quotaTasks, 10_000, 0, 1 << 31},
 		{"QUOTA_BYTES", &cfg.quotaBytes, 50 << 20, 0, 1 << 40},

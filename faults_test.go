@@ -123,7 +123,7 @@ func FuzzHandler(f *testing.F) {
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 1000, 1000
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, newMetrics(testStore.PoolStats))
+	handler := newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, newMetrics(testStore))
 	user := "fuzz-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(24*time.Hour).Unix()))
 

@@ -11,10 +11,31 @@ import (
 // TestRandomizedIsolation: 20 users at once perform thousands of random
 // operations on their own tasks and on other users' ids. Each user keeps a
 // model of what it owns; nobody may ever see, change or delete another's
-// task, and at the end the database must equal the models exactly.
+// task, and at the end the database must equal the models exactly. It
+// runs on a pool with a connection for each user, and on one of two
+// connections, where gets, creates and changes share statements.
 func TestRandomizedIsolation(t *testing.T) {
 	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
+	t.Run("wide pool", func(t *testing.T) {
+		t.Parallel()
+		checkRandomizedIsolation(t, testStore)
+	})
+	t.Run("batching", func(t *testing.T) {
+		t.Parallel()
+		store := newNarrowStore(t, 2)
+		checkRandomizedIsolation(t, store)
+		for _, op := range []string{"get", "create", "change"} {
+			statements, shared := batchesOf(store, op)
+			if shared == 0 {
+				t.Errorf("%s: %d statements for waiting requests, none shared: no batch formed", op, statements)
+			}
+			t.Logf("%s: %d statements for waiting requests, %d of them shared", op, statements, shared)
+		}
+	})
+}
+
+func checkRandomizedIsolation(t *testing.T, store *Store) {
+	srv := newTestServer(t, testConfig(), store)
 	const users, opsPerUser = 20, 150
 
 	type modelTask struct {

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer store.Close()
+	store.batchMax = cfg.dbBatchMax
 
 	verifier := newVerifiers(cfg, nil)
 	if verifier.jwks != nil {
@@ -74,7 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cache.start(ctx)
 		verifier.jwks.keys = cache
 	}
-	stats := newMetrics(store.PoolStats)
+	stats := newMetrics(store)
 	conns := newConnTracker()
 	app, handler := buildServer(logger, store, verifier, cfg, stats)
 	srv := &http.Server{

@@ -175,7 +175,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
 	verifier := newHS256Verifier(cfg.tokens.secret, cfg.tokens.issuer, cfg.tokens.audience, cfg.tokens.userClaim)
-	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store.PoolStats)))
+	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store)))
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, logs: logs}
 }

@@ -20,7 +20,7 @@ import (
 // metrics counts what the server does, for Prometheus. It is written with
 // the standard library only; the text exposition format is simple enough.
 type metrics struct {
-	poolStats func() sql.DBStats // read at scrape time; nil in some tests
+	db dbStats // read at scrape time; nil in some tests
 
 	mu        sync.RWMutex
 	requests  map[requestKey]*atomic.Uint64
@@ -37,8 +37,14 @@ type requestKey struct {
 	status int
 }
 
-func newMetrics(poolStats func() sql.DBStats) *metrics {
-	return &metrics{poolStats: poolStats, requests: map[requestKey]*atomic.Uint64{}, latencies: map[string]*histogram{}}
+// dbStats is what the store tells metrics at scrape time.
+type dbStats interface {
+	PoolStats() sql.DBStats
+	BatchStats() []batchStats
+}
+
+func newMetrics(db dbStats) *metrics {
+	return &metrics{db: db, requests: map[requestKey]*atomic.Uint64{}, latencies: map[string]*histogram{}}
 }
 
 // latencyBuckets are upper bounds in seconds.
@@ -189,8 +195,8 @@ func (m *metrics) write(w io.Writer) {
 	family(&b, "todo_rate_limited_total", "counter", "Requests refused with 429.")
 	fmt.Fprintf(&b, "todo_rate_limited_total %d\n", m.rateLimited.Load())
 
-	if m.poolStats != nil {
-		s := m.poolStats()
+	if m.db != nil {
+		s := m.db.PoolStats()
 		gauges := []struct {
 			name, help string
 			value      int
@@ -208,6 +214,7 @@ func (m *metrics) write(w io.Writer) {
 		fmt.Fprintf(&b, "todo_db_wait_count_total %d\n", s.WaitCount)
 		family(&b, "todo_db_wait_duration_seconds_total", "counter", "Time spent waiting for a free connection.")
 		fmt.Fprintf(&b, "todo_db_wait_duration_seconds_total %s\n", formatFloat(s.WaitDuration.Seconds()))
+		writeBatchStats(&b, m.db.BatchStats())
 	}
 
 	family(&b, "go_goroutines", "gauge", "Goroutines that currently exist.")
@@ -231,4 +238,25 @@ func formatFloat(f float64) string {
 		return "+Inf"
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// writeBatchStats shows how many requests each coalesced statement took:
+// a batch of one is a request that waited and found no company.
+func writeBatchStats(b *strings.Builder, stats []batchStats) {
+	family(b, "todo_db_batch_size", "histogram", "Requests per statement run for waiting requests, by operation.")
+	for _, st := range stats {
+		for i, n := range st.buckets {
+			le := "+Inf"
+			if i < len(batchSizeBounds) {
+				le = strconv.Itoa(batchSizeBounds[i])
+			}
+			fmt.Fprintf(b, "todo_db_batch_size_bucket{op=%s,le=\"%s\"} %d\n", quoteLabel(st.kind), le, n)
+		}
+		fmt.Fprintf(b, "todo_db_batch_size_sum{op=%s} %d\n", quoteLabel(st.kind), st.sum)
+		fmt.Fprintf(b, "todo_db_batch_size_count{op=%s} %d\n", quoteLabel(st.kind), st.buckets[len(st.buckets)-1])
+	}
+	family(b, "todo_db_batch_reruns_total", "counter", "Batches the database refused whole and that were rerun one request at a time.")
+	for _, st := range stats {
+		fmt.Fprintf(b, "todo_db_batch_reruns_total{op=%s} %d\n", quoteLabel(st.kind), st.fallbacks)
+	}
 }

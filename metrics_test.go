@@ -118,7 +118,7 @@ func TestMetricsExposition(t *testing.T) {
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
 	logs := &syncBuffer{}
-	stats := newMetrics(testStore.PoolStats)
+	stats := newMetrics(testStore)
 	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats)
 	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
 	defer srv.Close()

@@ -298,7 +298,7 @@ func TestPathScopedMetricsAndRateLimit(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
-	stats := newMetrics(testStore.PoolStats)
+	stats := newMetrics(testStore)
 	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats)
 	srv := &testServer{Server: httptest.NewServer(handler), logs: &syncBuffer{}}
 	defer srv.Close()

@@ -117,9 +117,15 @@ type Store struct {
 	// queue admits callers to the pool first come, first served. It is
 	// sized from the pool's MaxOpenConnections when the store is made, and
 	// nil when the pool is unbounded. See enter.
-	queue            chan struct{}
-	queueWaits       atomic.Int64 // callers that found the queue full
-	queueWaitNanos   atomic.Int64
+	queue          chan struct{}
+	queueWaits     atomic.Int64 // callers that found the queue full
+	queueWaitNanos atomic.Int64
+	// batchMax is DB_BATCH_MAX; 1 turns coalescing off. The batchers hold
+	// the requests waiting to share a statement (batch.go).
+	batchMax         int
+	gets             *batcher
+	creates          *batcher
+	changes          *batcher
 	listTasks        *statement
 	listByCompleted  *statement
 	listByTitle      *statement
@@ -135,6 +141,9 @@ type Store struct {
 	saveKeyResponse  *statement
 	getKey           *statement
 	sweepExpiredKeys *statement
+	getTasks         *statement
+	createTasks      *statement
+	changeTasks      *statement
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -161,6 +170,9 @@ func (s *Store) statements() []storeStatement {
 		{&s.saveKeyResponse, saveKeyResponseSQL},
 		{&s.getKey, getKeySQL},
 		{&s.sweepExpiredKeys, sweepKeysSQL},
+		{&s.getTasks, getTasksSQL},
+		{&s.createTasks, createTasksSQL},
+		{&s.changeTasks, changeTasksSQL},
 	}
 }
 
@@ -173,7 +185,15 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 // prepared once here, and database/sql re-prepares them on each new pooled
 // connection as needed; without, nothing is prepared.
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
-	s := &Store{db: db, prepared: prepared, logger: logger}
+	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax}
+	s.gets = &batcher{store: s, kind: batchGet, run: s.runGets,
+		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.getTaskEntered(ctx, w.userID, w.id) }}
+	s.creates = &batcher{store: s, kind: batchCreate, run: s.runCreates,
+		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.createTaskEntered(ctx, w.userID, w.input) }}
+	s.changes = &batcher{store: s, kind: batchChange, distinct: true, run: s.runChanges,
+		alone: func(ctx context.Context, w *waiter) (Task, error) {
+			return w.change.runAlone(ctx, w.userID, w.id, false, versionArray(nil))
+		}}
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
 	}
@@ -353,12 +373,8 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 }
 
 // GetTask returns the user's task id, or errNotFound.
-func (s *Store) GetTask(ctx context.Context, userID string, id int64) (t Task, err error) {
-	err = s.entered(ctx, func() error {
-		t, err = s.getTaskEntered(ctx, userID, id)
-		return err
-	})
-	return t, err
+func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, error) {
+	return s.submit(ctx, s.gets, &waiter{userID: userID, id: id})
 }
 
 func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
@@ -366,38 +382,52 @@ func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Ta
 }
 
 // CreateTask stores a new task for the user.
-func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (t Task, err error) {
-	err = s.entered(ctx, func() error {
-		t, err = scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
-		return err
-	})
-	return t, err
+func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {
+	return s.submit(ctx, s.creates, &waiter{userID: userID, input: in})
+}
+
+func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInput) (Task, error) {
+	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
 }
 
 // UpdateTask replaces the task's title and the fields in sets; see
 // writeIfMatch for ifMatch.
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, "update task", s.updateTask,
-		in.title, in.descriptionSet, in.description, nullable(in.completed))
+	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{
+		title: &in.title, descriptionSet: in.descriptionSet, description: in.description, completed: in.completed,
+		alone: s.updateTask, aloneArgs: []any{in.title, in.descriptionSet, in.description, nullable(in.completed)}, op: "update task",
+	})
 }
 
 // SetCompleted sets the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, "complete task", s.setCompleted, completed)
+	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{
+		completed: &completed, alone: s.setCompleted, aloneArgs: []any{completed}, op: "complete task",
+	})
 }
 
 // ToggleCompleted flips the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) ToggleCompleted(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, "toggle task", s.toggleCompleted)
+	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{toggle: true, alone: s.toggleCompleted, op: "toggle task"})
 }
 
-// changeTask runs an UPDATE ... RETURNING of one task through writeIfMatch.
-func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, op string, stmt *statement, args ...any) (t Task, err error) {
+// changeTask runs an UPDATE ... RETURNING of one task: through the
+// change batcher when unconditional, else through writeIfMatch, alone.
+func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, c batchedChange) (t Task, err error) {
+	if ifMatch == nil {
+		return s.submit(ctx, s.changes, &waiter{userID: userID, id: id, change: c})
+	}
 	err = s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
-		t, err = scanOne(stmt.QueryRowContext(ctx, append([]any{userID, id, conditional, versions}, args...)...), userID, op)
+		t, err = c.runAlone(ctx, userID, id, conditional, versions)
 		return err
 	})
 	return t, err
+}
+
+// runAlone is the change as its own statement, with ifMatchClause's $3
+// and $4.
+func (c *batchedChange) runAlone(ctx context.Context, userID string, id int64, conditional bool, versions any) (Task, error) {
+	return scanOne(c.alone.QueryRowContext(ctx, append([]any{userID, id, conditional, versions}, c.aloneArgs...)...), userID, c.op)
 }
 
 // DeleteTask removes the task; see writeIfMatch for ifMatch.

@@ -404,9 +404,13 @@ func stripRequestID(body []byte) string {
 	return string(b)
 }
 
+// TestConcurrentWritesNeverFail runs on a pool of two connections, so the
+// creates share statements and the changes of the one task queue in the
+// change batcher (never in one statement: they name the same task).
 func TestConcurrentWritesNeverFail(t *testing.T) {
 	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
+	store := newNarrowStore(t, 2)
+	srv := newTestServer(t, testConfig(), store)
 	token := mustToken(t, newUser(t))
 	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
 
@@ -444,6 +448,15 @@ func TestConcurrentWritesNeverFail(t *testing.T) {
 	}
 	if list := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil)); len(list) != workers+1 {
 		t.Errorf("list has %d tasks; want %d", len(list), workers+1)
+	}
+	if statements, shared := batchesOf(store, "create"); shared == 0 {
+		t.Errorf("create: %d statements for waiting requests, none shared: no batch formed", statements)
+	}
+	if statements, _ := batchesOf(store, "change"); statements == 0 {
+		t.Error("change: no request waited in the batcher")
+	}
+	if etag, want := srv.request(t, "GET", taskPath(task.ID), token, nil).header.Get("ETag"), etagOf(1+2*workers); etag != want {
+		t.Errorf("the contended task's ETag is %s after %d changes; want %s", etag, 2*workers, want)
 	}
 }
 

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// narrowStore is a store over db with a pool of conns connections, so that
+// concurrent requests wait and batches form. It closes with the test.
+func narrowStore(t *testing.T, db *sql.DB, conns int) *Store {
+	t.Helper()
+	db.SetMaxOpenConns(conns)
+	store, err := prepareStore(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}
+
+// newNarrowStore opens its own pool on the shared test database.
+func newNarrowStore(t *testing.T, conns int) *Store {
+	t.Helper()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return narrowStore(t, db, conns)
+}
+
+// waitingInBatchers waits until n requests wait in the store's batchers.
+func waitingInBatchers(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got := 0
+		for _, b := range s.batchers() {
+			b.mu.Lock()
+			got += len(b.waiting)
+			b.mu.Unlock()
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests wait in the batchers", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// batchesOf reports, for op, how many statements ran for waiting requests
+// and how many of them held more than one request.
+func batchesOf(s *Store, op string) (statements, shared uint64) {
+	for _, st := range s.BatchStats() {
+		if st.kind == op {
+			return st.buckets[len(st.buckets)-1], st.buckets[len(st.buckets)-1] - st.buckets[0]
+		}
+	}
+	return 0, 0
+}
+
+// heldStore is a one-connection store whose connection the test holds, so
+// that every request it is given waits; release lets them all run.
+func heldStore(t *testing.T, db *sql.DB) (store *Store, release func()) {
+	t.Helper()
+	store = narrowStore(t, db, 1)
+	if err := store.enter(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(store.leave) }
+	t.Cleanup(release)
+	return store, release
+}
+
+// TestBatchMixingUsersGivesEachItsOwnRows: while the only connection is
+// held, many users' gets, creates and changes (own tasks, other users'
+// tasks, the same task twice, equal inputs) queue up and then run as a few
+// statements. Each request must get exactly what it would have got alone.
+func TestBatchMixingUsersGivesEachItsOwnRows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const users = 8
+	ids := make([]string, users)
+	owned := make([][]Task, users)
+	for u := range ids {
+		ids[u] = newUser(t)
+		for i := range 3 {
+			desc := fmt.Sprintf("d%d", i)
+			task, err := testStore.CreateTask(ctx, ids[u], taskInput{title: fmt.Sprintf("%s-%d", ids[u], i), description: &desc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			owned[u] = append(owned[u], task)
+		}
+	}
+	store, release := heldStore(t, db)
+
+	type outcome struct {
+		what string
+		user int
+		task Task
+		err  error
+	}
+	var wg sync.WaitGroup
+	outcomes := make(chan outcome, 64*users)
+	run := func(what string, u int, op func() (Task, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			task, err := op()
+			outcomes <- outcome{what, u, task, err}
+		}()
+	}
+	requests := 0
+	for u := range users {
+		mine, theirs := owned[u], owned[(u+1)%users]
+		userID := ids[u]
+		for _, task := range mine {
+			run("get own", u, func() (Task, error) { return store.GetTask(ctx, userID, task.ID) })
+		}
+		run("get own again", u, func() (Task, error) { return store.GetTask(ctx, userID, mine[0].ID) })
+		run("get theirs", u, func() (Task, error) { return store.GetTask(ctx, userID, theirs[0].ID) })
+		for range 2 { // equal inputs
+			run("create", u, func() (Task, error) { return store.CreateTask(ctx, userID, taskInput{title: "same " + userID}) })
+		}
+		run("update own", u, func() (Task, error) {
+			return store.UpdateTask(ctx, userID, mine[1].ID, taskUpdate{title: "new " + userID, descriptionSet: true}, nil)
+		})
+		run("toggle own", u, func() (Task, error) { return store.ToggleCompleted(ctx, userID, mine[1].ID, nil) })
+		run("complete own", u, func() (Task, error) { return store.SetCompleted(ctx, userID, mine[2].ID, true, nil) })
+		run("update theirs", u, func() (Task, error) {
+			return store.UpdateTask(ctx, userID, theirs[2].ID, taskUpdate{title: "stolen"}, nil)
+		})
+		requests += 11
+	}
+	waitingInBatchers(t, store, requests)
+	release()
+	wg.Wait()
+	close(outcomes)
+
+	createdIDs := map[int64]bool{}
+	for o := range outcomes {
+		userID := ids[o.user]
+		mine := owned[o.user]
+		switch o.what {
+		case "get theirs", "update theirs":
+			if !errors.Is(o.err, errNotFound) {
+				t.Errorf("user %d: %s = %+v, %v; want errNotFound", o.user, o.what, o.task, o.err)
+			}
+			continue
+		}
+		if o.err != nil {
+			t.Errorf("user %d: %s: %v", o.user, o.what, o.err)
+			continue
+		}
+		if o.task.UserID != userID {
+			t.Errorf("user %d: %s returned a task of %q", o.user, o.what, o.task.UserID)
+		}
+		switch o.what {
+		case "get own", "get own again":
+			var want *Task
+			for i := range mine {
+				if mine[i].ID == o.task.ID {
+					want = &mine[i]
+				}
+			}
+			// The changes' statement may run first: task 1 may be updated.
+			unchanged := want != nil && o.task.Title == want.Title && o.task.Description != nil && *o.task.Description == *want.Description
+			updated := want != nil && want.ID == mine[1].ID && o.task.Title == "new "+userID
+			if !unchanged && !updated {
+				t.Errorf("user %d: %s = %+v; not one of its tasks", o.user, o.what, o.task)
+			}
+		case "create":
+			if o.task.Title != "same "+userID || o.task.Description != nil || o.task.Version != 1 || createdIDs[o.task.ID] {
+				t.Errorf("user %d: create = %+v (ids so far %v)", o.user, o.task, createdIDs)
+			}
+			createdIDs[o.task.ID] = true
+		case "update own", "toggle own":
+			if o.task.ID != mine[1].ID {
+				t.Errorf("user %d: %s changed task %d; want %d", o.user, o.what, o.task.ID, mine[1].ID)
+			}
+		case "complete own":
+			if o.task.ID != mine[2].ID || !o.task.Completed || o.task.Version != 2 {
+				t.Errorf("user %d: complete = %+v", o.user, o.task)
+			}
+		}
+	}
+	if len(createdIDs) != 2*users {
+		t.Errorf("%d distinct tasks created; want %d", len(createdIDs), 2*users)
+	}
+	// The database holds what each request did to its own user's tasks.
+	for u, userID := range ids {
+		task, err := testStore.GetTask(ctx, userID, owned[u][1].ID)
+		if err != nil || task.Title != "new "+userID || task.Description != nil || !task.Completed || task.Version != 3 {
+			t.Errorf("user %d: updated and toggled task = %+v, %v; want the new title, no description, completed, v3", u, task, err)
+		}
+		task, err = testStore.GetTask(ctx, userID, owned[u][2].ID)
+		if err != nil || task.Title != owned[u][2].Title || !task.Completed {
+			t.Errorf("user %d: completed task = %+v, %v (another user's PUT must not reach it)", u, task, err)
+		}
+		if n := countTasks(t, userID); n != 5 {
+			t.Errorf("user %d owns %d tasks; want 5", u, n)
+		}
+	}
+	for _, op := range []string{"get", "create", "change"} {
+		if statements, shared := batchesOf(store, op); shared == 0 {
+			t.Errorf("%s: %d statements, none shared by several requests", op, statements)
+		}
+	}
+}
+
+// TestBatchRefusedWholeIsRerunAlone: ten creates against room for five
+// wait together; the statement holding them all breaks the quota, so each
+// runs alone, and exactly five are created.
+func TestBatchRefusedWholeIsRerunAlone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, db := openDatabase(t)
+	if err := applySchema(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if err := setQuotaLimits(ctx, db, 5, 0); err != nil {
+		t.Fatal(err)
+	}
+	store, release := heldStore(t, db)
+	user := newUser(t)
+	const creates = 10
+	errs := make(chan error, creates)
+	for i := range creates {
+		go func() {
+			_, err := store.CreateTask(ctx, user, taskInput{title: fmt.Sprint("q", i)})
+			errs <- err
+		}()
+	}
+	waitingInBatchers(t, store, creates)
+	release()
+	created, refused := 0, 0
+	for range creates {
+		var apiErr *apiError
+		switch err := <-errs; {
+		case err == nil:
+			created++
+		case errors.As(err, &apiErr) && apiErr.code == codeQuotaExceeded:
+			refused++
+		default:
+			t.Errorf("create: %v; want success or QUOTA_EXCEEDED", err)
+		}
+	}
+	if created != 5 || refused != 5 {
+		t.Errorf("%d created, %d refused; want 5 and 5", created, refused)
+	}
+	for _, st := range store.BatchStats() {
+		if st.kind == "create" && (st.fallbacks != 1 || st.sum != creates) {
+			t.Errorf("create batches: %+v; want one of %d, rerun once", st, creates)
+		}
+	}
+}
+
+// TestBatchOutageAnswersEachWithTheOutage: a batch whose database is gone
+// answers every request it holds with an unavailable error (a 503), not
+// with a fault or another request's answer.
+func TestBatchOutageAnswersEachWithTheOutage(t *testing.T) {
+	t.Parallel()
+	proxy, connector := newTCPProxy(t, testDSN)
+	db := sql.OpenDB(connector)
+	t.Cleanup(func() { db.Close() })
+	store, release := heldStore(t, db)
+	ctx := context.Background()
+	const gets = 6
+	errs := make(chan error, gets)
+	for i := range gets {
+		go func() {
+			_, err := store.GetTask(ctx, fmt.Sprint("outage-user-", i), int64(i+1))
+			errs <- err
+		}()
+	}
+	waitingInBatchers(t, store, gets)
+	proxy.stop()
+	release()
+	for range gets {
+		if err := <-errs; !isUnavailable(err) || strings.Contains(fmt.Sprint(err), "not found") {
+			t.Errorf("get during the outage: %v; want an unavailable error", err)
+		}
+	}
+}
+
+// TestBatchWaiterGivesUpAlone: a request whose deadline passes while it
+// waits leaves the batcher with a 503-class error; the one waiting beside
+// it still runs.
+func TestBatchWaiterGivesUpAlone(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, release := heldStore(t, db)
+	ctx := context.Background()
+	patient := make(chan error, 1)
+	go func() {
+		_, err := store.GetTask(ctx, "patient-user", 1)
+		patient <- err
+	}()
+	waitingInBatchers(t, store, 1)
+	shortCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := store.GetTask(shortCtx, "hasty-user", 1); !errors.Is(err, context.DeadlineExceeded) || !isUnavailable(err) {
+		t.Fatalf("get past its deadline = %v; want a deadline error that maps to 503", err)
+	}
+	if store.gets.withdraw(&waiter{}) || len(store.gets.waiting) != 1 {
+		t.Fatalf("after the hasty request gave up, %d wait; want the patient one", len(store.gets.waiting))
+	}
+	release()
+	if err := <-patient; !errors.Is(err, errNotFound) {
+		t.Fatalf("the patient get = %v; want errNotFound", err)
+	}
+}

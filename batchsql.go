@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// The statements batches run (see batch.go). Each takes one array per
+// column, all of one length, and joins every row on its own request's
+// user id: a batch can hold many users, and the SQL still never lets one
+// reach another's task.
+
+// getTasksSQL returns, for each (user, id) pair, its position in the
+// arrays and the task, when the user has it.
+const getTasksSQL = `SELECT q.n, ` + taskColumns + `
+FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(q_user, q_id, n)
+JOIN tasks ON tasks.user_id = q.q_user AND tasks.id = q.q_id`
+
+// createTasksSQL inserts one task per position. Sorting by user makes
+// every batch take the users' usage rows (see schema.sql) in one order, so
+// two batches cannot deadlock on them.
+const createTasksSQL = `INSERT INTO tasks (user_id, title, description, completed)
+SELECT q_user, q_title, q_description, q_completed
+FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) AS q(q_user, q_title, q_description, q_completed)
+ORDER BY q_user
+RETURNING user_id, ` + taskColumns
+
+// changeTasksSQL is updateTaskSQL, setCompletedSQL and toggleCompletedSQL
+// in one, without If-Match: a NULL title or completed keeps the stored
+// value. No two positions name the same task (batcher.distinct).
+const changeTasksSQL = `UPDATE tasks SET
+    title = COALESCE(q.q_title, tasks.title),
+    description = CASE WHEN q.q_description_set THEN q.q_description ELSE tasks.description END,
+    completed = CASE WHEN q.q_toggle THEN NOT tasks.completed ELSE COALESCE(q.q_completed, tasks.completed) END,
+    updated_at = ` + nextUpdatedAt + `,
+    version = tasks.version + 1
+FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[], $5::text[], $6::boolean[], $7::boolean[])
+    AS q(q_user, q_id, q_title, q_description_set, q_description, q_completed, q_toggle)
+WHERE tasks.user_id = q.q_user AND tasks.id = q.q_id
+RETURNING q.q_user, ` + taskColumns
+
+// leadingScanner reads the columns before taskColumns into lead.
+type leadingScanner struct {
+	rows *sql.Rows
+	lead []any
+}
+
+func (l leadingScanner) Scan(dest ...any) error {
+	return l.rows.Scan(append(l.lead, dest...)...)
+}
+
+// readBatch calls each with every row, then reports any error of the
+// statement, including one that arrives only with its end.
+func readBatch(rows *sql.Rows, op string, lead []any, each func(t Task) error) error {
+	defer rows.Close()
+	for rows.Next() {
+		var t Task
+		if err := scanTaskInto(leadingScanner{rows, lead}, &t); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if err := each(t); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	return nil
+}
+
+func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
+	var users, ids arrayLiteral
+	for _, w := range batch {
+		users.text(w.userID)
+		ids.int(w.id)
+		w.task, w.err = Task{}, errNotFound
+	}
+	rows, err := s.getTasks.QueryContext(ctx, users.String(), ids.String())
+	if err != nil {
+		return fmt.Errorf("get tasks: %w", err)
+	}
+	var n int
+	return readBatch(rows, "get tasks", []any{&n}, func(t Task) error {
+		if n < 1 || n > len(batch) {
+			return fmt.Errorf("get tasks: row for position %d of %d", n, len(batch))
+		}
+		w := batch[n-1]
+		t.UserID = w.userID
+		w.task, w.err = t, nil
+		return nil
+	})
+}
+
+func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
+	var users, titles, descriptions, completed arrayLiteral
+	for _, w := range batch {
+		users.text(w.userID)
+		titles.text(w.input.title)
+		descriptions.nullableText(w.input.description)
+		completed.bool(w.input.completed)
+		w.task, w.err = Task{}, nil
+	}
+	rows, err := s.createTasks.QueryContext(ctx, users.String(), titles.String(), descriptions.String(), completed.String())
+	if err != nil {
+		return fmt.Errorf("create tasks: %w", err)
+	}
+	// INSERT ... RETURNING promises no order, so each row goes to the
+	// first unanswered request with its very input; requests with equal
+	// input are interchangeable.
+	answered := make([]bool, len(batch))
+	var userID string
+	count := 0
+	err = readBatch(rows, "create tasks", []any{&userID}, func(t Task) error {
+		for i, w := range batch {
+			if !answered[i] && w.userID == userID && w.input.matches(t) {
+				t.UserID = userID
+				w.task, answered[i] = t, true
+				count++
+				return nil
+			}
+		}
+		return fmt.Errorf("create tasks: a returned row matches no request")
+	})
+	if err == nil && count != len(batch) {
+		err = fmt.Errorf("create tasks: %d rows for %d requests", count, len(batch))
+	}
+	return err
+}
+
+// matches reports whether t holds exactly this input.
+func (in taskInput) matches(t Task) bool {
+	if in.title != t.Title || in.completed != t.Completed || (in.description == nil) != (t.Description == nil) {
+		return false
+	}
+	return in.description == nil || *in.description == *t.Description
+}
+
+func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
+	var users, ids, titles, descriptionSet, descriptions, completed, toggle arrayLiteral
+	for _, w := range batch {
+		c := &w.change
+		users.text(w.userID)
+		ids.int(w.id)
+		titles.nullableText(c.title)
+		descriptionSet.bool(c.descriptionSet)
+		descriptions.nullableText(c.description)
+		completed.nullableBool(c.completed)
+		toggle.bool(c.toggle)
+		w.task, w.err = Task{}, errNotFound
+	}
+	rows, err := s.changeTasks.QueryContext(ctx, users.String(), ids.String(), titles.String(),
+		descriptionSet.String(), descriptions.String(), completed.String(), toggle.String())
+	if err != nil {
+		return fmt.Errorf("change tasks: %w", err)
+	}
+	var userID string
+	return readBatch(rows, "change tasks", []any{&userID}, func(t Task) error {
+		for _, w := range batch {
+			if w.id == t.ID && w.userID == userID {
+				t.UserID = userID
+				w.task, w.err = t, nil
+				return nil
+			}
+		}
+		return fmt.Errorf("change tasks: a returned row matches no request")
+	})
+}
