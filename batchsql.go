@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // The statements batches run (see batch.go). Each takes one array per
@@ -28,7 +31,8 @@ RETURNING user_id, ` + taskColumns
 
 // changeTasksSQL is updateTaskSQL, setCompletedSQL and toggleCompletedSQL
 // in one, without If-Match: a NULL title or completed keeps the stored
-// value. No two positions name the same task (batcher.distinct).
+// value. No two positions name the same task (batcher.distinct), and the
+// positions come sorted by user and id.
 const changeTasksSQL = `UPDATE tasks SET
     title = COALESCE(q.q_title, tasks.title),
     description = CASE WHEN q.q_description_set THEN q.q_description ELSE tasks.description END,
@@ -140,6 +144,12 @@ func (in taskInput) matches(t Task) bool {
 }
 
 func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
+	// Rows are locked in the order the arrays give them (a nested loop over
+	// unnest): sorted, two batches wanting the same tasks queue for them
+	// instead of deadlocking, which PostgreSQL breaks only after a second.
+	slices.SortFunc(batch, func(a, b *waiter) int {
+		return cmp.Or(strings.Compare(a.userID, b.userID), cmp.Compare(a.id, b.id))
+	})
 	var users, ids, titles, descriptionSet, descriptions, completed, toggle arrayLiteral
 	for _, w := range batch {
 		c := &w.change

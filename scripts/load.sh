@@ -163,8 +163,8 @@ on_peer() { target_base=$peer_base target_pid=$peer_pid; }
 echo "== warming up"
 run_wrk list 2 && rm -f "$tmp/list.runs"
 
-scenarios="list get create update mixed scoped auth401 health"
-peer_scenarios="list get create update mixed health" # the common contract
+scenarios="${LOAD_SCENARIOS:-list get create update mixed scoped auth401 health}"
+peer_scenarios="${LOAD_SCENARIOS:-list get create update mixed health}" # the common contract
 for round in $(seq 1 "$rounds"); do
 	echo "== round $round of $rounds: $scenarios (${duration}s each)${PEER:+, each beside a run of the peer}"
 	for s in $scenarios; do
