@@ -328,3 +328,30 @@ func TestBatchWaiterGivesUpAlone(t *testing.T) {
 		t.Fatalf("the patient get = %v; want errNotFound", err)
 	}
 }
+
+// TestBatchingOff: with DB_BATCH_MAX=1 a waiting request queues alone, as
+// before coalescing, and no batch statement runs.
+func TestBatchingOff(t *testing.T) {
+	t.Parallel()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, release := heldStore(t, db)
+	store.batchMax = 1
+	got := make(chan error, 1)
+	go func() {
+		_, err := store.GetTask(context.Background(), "unbatched-user", 1)
+		got <- err
+	}()
+	waitForWaiters(t, ".(*Store).enter", 1)
+	time.Sleep(10 * time.Millisecond) // other tests' stores wait in enter too
+	release()
+	if err := <-got; !errors.Is(err, errNotFound) {
+		t.Fatalf("get = %v; want errNotFound", err)
+	}
+	if statements, _ := batchesOf(store, "get"); statements != 0 || store.PoolStats().WaitCount != 1 {
+		t.Errorf("%d batch statements, %d waits; want the get to wait once, alone", statements, store.PoolStats().WaitCount)
+	}
+}
