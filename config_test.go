@@ -62,17 +62,17 @@ func TestLoadConfigDefaultsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.databaseURL != "host=neon" || cfg.addr != ":8000" || !cfg.cors.origins["http://localhost:3000"] || cfg.logLevel != slog.LevelInfo ||
-		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 8 || cfg.dbBatchMax != defaultBatchMax {
+		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 4 || cfg.dbBatchMax != defaultBatchMax {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	cfg, err = loadConfig(envFrom(map[string]string{
 		"DATABASE_URL": "host=direct", "NEON_DATABASE_URL": "host=neon", "BETTER_AUTH_SECRET": testSecret,
-		"LOG_LEVEL": "WARN", "PORT": "9000", "CORS_ORIGINS": "*", "DB_MAX_CONNS": "4", "JWT_USER_CLAIM": "uid", "DB_BATCH_MAX": "1",
+		"LOG_LEVEL": "WARN", "PORT": "9000", "CORS_ORIGINS": "*", "DB_MAX_CONNS": "6", "JWT_USER_CLAIM": "uid", "DB_BATCH_MAX": "1",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 4 || cfg.dbBatchMax != 1 || cfg.tokens.userClaim != "uid" {
+	if cfg.databaseURL != "host=direct" || cfg.logLevel != slog.LevelWarn || cfg.addr != ":9000" || !cfg.cors.anyOrigin || cfg.dbMaxConns != 6 || cfg.dbBatchMax != 1 || cfg.tokens.userClaim != "uid" {
 		t.Errorf("DATABASE_URL must win over NEON_DATABASE_URL and settings apply: %+v", cfg)
 	}
 	for _, level := range []string{"debug", "error"} {
