@@ -101,11 +101,12 @@ RETURNING ` + taskColumns
 const deleteTaskSQL = `DELETE FROM tasks
 WHERE ` + ifMatchClause
 
-// Store holds one prepared statement per operation. Every statement that
-// reads or writes a user's rows takes the user id as $1 and filters on it,
-// so isolation between users is a property of the SQL, not of each caller
-// remembering it; the key sweep alone spans users, and touches only
-// expired keys.
+// Store holds one prepared statement per operation, and one per batched
+// operation. Every statement that reads or writes a user's rows takes the
+// user id as $1 and filters on it (a batch statement: an array of user
+// ids as $1, each row joined on its own), so isolation between users is a
+// property of the SQL, not of each caller remembering it; the key sweep
+// alone spans users, and touches only expired keys.
 type Store struct {
 	db *sql.DB
 	// prepared: statements are prepared once per connection; without,
