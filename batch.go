@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -31,23 +30,12 @@ import (
 // defaultBatchMax is DB_BATCH_MAX: the most requests one statement takes.
 const defaultBatchMax = 32
 
-type batchKind int
-
-const (
-	batchGet batchKind = iota
-	batchCreate
-	batchChange // PUT, PATCH complete and toggle, without If-Match
-	batchKinds
-)
-
-var batchKindNames = [batchKinds]string{"get", "create", "change"}
-
 // A waiter is one request in a batcher, with what its kind needs.
 type waiter struct {
 	userID string
 	id     int64           // get and change
 	input  taskInput       // create
-	change batchedChange   // change
+	change changeFields    // change
 	since  time.Time       // when it began to wait, for the queue's metrics
 	ctx    context.Context // the request's, for its deadline
 	done   chan struct{}   // closed when task and err hold its outcome
@@ -55,24 +43,21 @@ type waiter struct {
 	err    error
 }
 
-// batchedChange is an unconditional write of one task: the fields a PUT,
-// PATCH complete or toggle sets, and the single statement that does the
-// same alone.
-type batchedChange struct {
-	title          *string // nil keeps the stored title
+// changeFields is what one write of a task (a PUT, a PATCH complete or a
+// toggle) sets. A nil title or completed keeps the stored value; see
+// changeAlone for the statement each runs alone.
+type changeFields struct {
+	title          *string
 	descriptionSet bool
 	description    *string
-	completed      *bool // nil keeps the stored flag
+	completed      *bool
 	toggle         bool
-	alone          *statement
-	aloneArgs      []any
-	op             string
 }
 
 // batcher holds the waiting requests of one kind.
 type batcher struct {
 	store *Store
-	kind  batchKind
+	op    string // get, create or change: the metrics' label
 	// distinct: two requests for the same task never share a statement
 	// (an UPDATE ... FROM would apply only one of them).
 	distinct bool
@@ -93,22 +78,24 @@ var batchSizeBounds = [...]int{1, 2, 4, 8, 16, 32}
 
 // submit runs w: alone at once when a connection is free, else in the
 // next statement of its kind.
-func (s *Store) submit(ctx context.Context, b *batcher, w *waiter) (Task, error) {
-	if s.batchMax <= 1 || s.queue == nil {
-		var t Task
-		err := s.entered(ctx, func() (err error) {
-			t, err = b.alone(ctx, w)
-			return err
-		})
-		return t, err
+func (s *Store) submit(ctx context.Context, b *batcher, w *waiter) (t Task, err error) {
+	alone := func() (err error) {
+		t, err = b.alone(ctx, w)
+		return err
 	}
-	select {
-	case s.queue <- struct{}{}:
-		defer s.leave()
-		t, err := b.alone(ctx, w)
-		return t, s.checkPooler(quotaError(err))
+	switch {
+	case s.batchMax <= 1 || s.queue == nil:
+		err = s.entered(ctx, alone)
+	case s.tryEnter():
+		err = s.holding(alone)
 	default:
+		return b.join(ctx, w)
 	}
+	return t, err
+}
+
+// join adds w to the waiting requests and returns its outcome.
+func (b *batcher) join(ctx context.Context, w *waiter) (Task, error) {
 	w.ctx, w.since, w.done = ctx, time.Now(), make(chan struct{})
 	b.mu.Lock()
 	b.waiting = append(b.waiting, w)
@@ -123,9 +110,8 @@ func (s *Store) submit(ctx context.Context, b *batcher, w *waiter) (Task, error)
 	case <-ctx.Done():
 	}
 	if b.withdraw(w) {
-		s.queueWaits.Add(1)
-		s.queueWaitNanos.Add(int64(time.Since(w.since)))
-		return Task{}, fmt.Errorf("waiting for a database connection: %w", ctx.Err())
+		b.store.waited(w.since)
+		return Task{}, waitAbandoned(ctx)
 	}
 	// Already in a statement: its outcome is on the way, and may be a
 	// created row the caller must hear of.
@@ -147,10 +133,8 @@ func (b *batcher) lead() {
 	}
 	b.mu.Unlock()
 	if len(batch) > 0 {
-		now := time.Now()
 		for _, w := range batch {
-			s.queueWaits.Add(1)
-			s.queueWaitNanos.Add(int64(now.Sub(w.since)))
+			s.waited(w.since)
 		}
 		b.execute(batch)
 	}
@@ -226,7 +210,7 @@ func (b *batcher) execute(batch []*waiter) {
 		}
 	}
 	for _, w := range batch {
-		w.err = s.checkPooler(quotaError(w.err))
+		w.err = s.answer(w.err)
 	}
 }
 
@@ -267,7 +251,7 @@ func (b *batcher) observe(size int) {
 
 // batchStats is one kind's batch-size histogram, for metrics.
 type batchStats struct {
-	kind      string
+	op        string
 	buckets   []uint64 // cumulative, one per batchSizeBounds, then +Inf
 	sum       uint64
 	fallbacks uint64
@@ -277,7 +261,7 @@ type batchStats struct {
 func (s *Store) BatchStats() []batchStats {
 	var out []batchStats
 	for _, b := range s.batchers() {
-		st := batchStats{kind: batchKindNames[b.kind], sum: b.sizeSum.Load(), fallbacks: b.fallbacks.Load()}
+		st := batchStats{op: b.op, sum: b.sizeSum.Load(), fallbacks: b.fallbacks.Load()}
 		var cumulative uint64
 		for i := range b.sizes {
 			cumulative += b.sizes[i].Load()

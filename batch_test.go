@@ -27,12 +27,19 @@ func narrowStore(t *testing.T, db *sql.DB, conns int) *Store {
 // newNarrowStore opens its own pool on the shared test database.
 func newNarrowStore(t *testing.T, conns int) *Store {
 	t.Helper()
+	return narrowStore(t, openPool(t), conns)
+}
+
+// openPool is a pool of its own on the shared test database, closed with
+// the test.
+func openPool(t *testing.T) *sql.DB {
+	t.Helper()
 	db, err := sql.Open("postgres", testDSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return narrowStore(t, db, conns)
+	return db
 }
 
 // waitingInBatchers waits until n requests wait in the store's batchers.
@@ -59,7 +66,7 @@ func waitingInBatchers(t *testing.T, s *Store, n int) {
 // and how many of them held more than one request.
 func batchesOf(s *Store, op string) (statements, shared uint64) {
 	for _, st := range s.BatchStats() {
-		if st.kind == op {
+		if st.op == op {
 			return st.buckets[len(st.buckets)-1], st.buckets[len(st.buckets)-1] - st.buckets[0]
 		}
 	}
@@ -87,11 +94,7 @@ func heldStore(t *testing.T, db *sql.DB) (store *Store, release func()) {
 func TestBatchMixingUsersGivesEachItsOwnRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db, err := sql.Open("postgres", testDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openPool(t)
 	const users = 8
 	ids := make([]string, users)
 	owned := make([][]Task, users)
@@ -263,7 +266,7 @@ func TestBatchRefusedWholeIsRerunAlone(t *testing.T) {
 		t.Errorf("%d created, %d refused; want 5 and 5", created, refused)
 	}
 	for _, st := range store.BatchStats() {
-		if st.kind == "create" && (st.fallbacks != 1 || st.sum != creates) {
+		if st.op == "create" && (st.fallbacks != 1 || st.sum != creates) {
 			t.Errorf("create batches: %+v; want one of %d, rerun once", st, creates)
 		}
 	}
@@ -302,12 +305,7 @@ func TestBatchOutageAnswersEachWithTheOutage(t *testing.T) {
 // it still runs.
 func TestBatchWaiterGivesUpAlone(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("postgres", testDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, release := heldStore(t, db)
+	store, release := heldStore(t, openPool(t))
 	ctx := context.Background()
 	patient := make(chan error, 1)
 	go func() {
@@ -333,12 +331,7 @@ func TestBatchWaiterGivesUpAlone(t *testing.T) {
 // before coalescing, and no batch statement runs.
 func TestBatchingOff(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("postgres", testDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	store, release := heldStore(t, db)
+	store, release := heldStore(t, openPool(t))
 	store.batchMax = 1
 	got := make(chan error, 1)
 	go func() {

@@ -55,7 +55,7 @@ func (l leadingScanner) Scan(dest ...any) error {
 }
 
 // readBatch calls each with every row, then reports any error of the
-// statement, including one that arrives only with its end.
+// statement, including one that arrives after the last row.
 func readBatch(rows *sql.Rows, op string, lead []any, each func(t Task) error) error {
 	defer rows.Close()
 	for rows.Next() {
@@ -68,9 +68,6 @@ func readBatch(rows *sql.Rows, op string, lead []any, each func(t Task) error) e
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := rows.Close(); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	return nil
@@ -117,20 +114,18 @@ func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
 	// input are interchangeable.
 	answered := make([]bool, len(batch))
 	var userID string
-	count := 0
 	err = readBatch(rows, "create tasks", []any{&userID}, func(t Task) error {
 		for i, w := range batch {
 			if !answered[i] && w.userID == userID && w.input.matches(t) {
 				t.UserID = userID
 				w.task, answered[i] = t, true
-				count++
 				return nil
 			}
 		}
 		return fmt.Errorf("create tasks: a returned row matches no request")
 	})
-	if err == nil && count != len(batch) {
-		err = fmt.Errorf("create tasks: %d rows for %d requests", count, len(batch))
+	if err == nil && slices.Contains(answered, false) {
+		err = fmt.Errorf("create tasks: fewer rows than the %d requests", len(batch))
 	}
 	return err
 }

@@ -250,13 +250,13 @@ func writeBatchStats(b *strings.Builder, stats []batchStats) {
 			if i < len(batchSizeBounds) {
 				le = strconv.Itoa(batchSizeBounds[i])
 			}
-			fmt.Fprintf(b, "todo_db_batch_size_bucket{op=%s,le=\"%s\"} %d\n", quoteLabel(st.kind), le, n)
+			fmt.Fprintf(b, "todo_db_batch_size_bucket{op=%s,le=\"%s\"} %d\n", quoteLabel(st.op), le, n)
 		}
-		fmt.Fprintf(b, "todo_db_batch_size_sum{op=%s} %d\n", quoteLabel(st.kind), st.sum)
-		fmt.Fprintf(b, "todo_db_batch_size_count{op=%s} %d\n", quoteLabel(st.kind), st.buckets[len(st.buckets)-1])
+		fmt.Fprintf(b, "todo_db_batch_size_sum{op=%s} %d\n", quoteLabel(st.op), st.sum)
+		fmt.Fprintf(b, "todo_db_batch_size_count{op=%s} %d\n", quoteLabel(st.op), st.buckets[len(st.buckets)-1])
 	}
 	family(b, "todo_db_batch_reruns_total", "counter", "Batches the database refused whole and that were rerun one request at a time.")
 	for _, st := range stats {
-		fmt.Fprintf(b, "todo_db_batch_reruns_total{op=%s} %d\n", quoteLabel(st.kind), st.fallbacks)
+		fmt.Fprintf(b, "todo_db_batch_reruns_total{op=%s} %d\n", quoteLabel(st.op), st.fallbacks)
 	}
 }

@@ -187,13 +187,13 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 // connection as needed; without, nothing is prepared.
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
 	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax}
-	s.gets = &batcher{store: s, kind: batchGet, run: s.runGets,
+	s.gets = &batcher{store: s, op: "get", run: s.runGets,
 		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.getTaskEntered(ctx, w.userID, w.id) }}
-	s.creates = &batcher{store: s, kind: batchCreate, run: s.runCreates,
+	s.creates = &batcher{store: s, op: "create", run: s.runCreates,
 		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.createTaskEntered(ctx, w.userID, w.input) }}
-	s.changes = &batcher{store: s, kind: batchChange, distinct: true, run: s.runChanges,
+	s.changes = &batcher{store: s, op: "change", distinct: true, run: s.runChanges,
 		alone: func(ctx context.Context, w *waiter) (Task, error) {
-			return w.change.runAlone(ctx, w.userID, w.id, false, versionArray(nil))
+			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
 		}}
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
@@ -231,24 +231,39 @@ func (s *Store) Close() error {
 // method holds exactly one place for its whole database work and never
 // enters twice, so callers cannot deadlock on the queue.
 func (s *Store) enter(ctx context.Context) error {
-	if s.queue == nil {
+	if s.queue == nil || s.tryEnter() {
 		return nil
-	}
-	select {
-	case s.queue <- struct{}{}:
-		return nil
-	default:
 	}
 	start := time.Now()
-	var err error
+	defer s.waited(start)
 	select {
 	case s.queue <- struct{}{}:
+		return nil
 	case <-ctx.Done():
-		err = fmt.Errorf("waiting for a database connection: %w", ctx.Err())
+		return waitAbandoned(ctx)
 	}
+}
+
+// tryEnter takes a place if one is free now.
+func (s *Store) tryEnter() bool {
+	select {
+	case s.queue <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// waited counts one wait for a place, begun at since, in PoolStats.
+func (s *Store) waited(since time.Time) {
 	s.queueWaits.Add(1)
-	s.queueWaitNanos.Add(int64(time.Since(start)))
-	return err
+	s.queueWaitNanos.Add(int64(time.Since(since)))
+}
+
+// waitAbandoned is the error of a caller whose context ended while it
+// waited for a place: a deadline, so a 503.
+func waitAbandoned(ctx context.Context) error {
+	return fmt.Errorf("waiting for a database connection: %w", ctx.Err())
 }
 
 func (s *Store) leave() {
@@ -263,8 +278,18 @@ func (s *Store) entered(ctx context.Context, work func() error) error {
 	if err := s.enter(ctx); err != nil {
 		return err
 	}
+	return s.holding(work)
+}
+
+// holding runs work in the place the caller has entered, then leaves it.
+func (s *Store) holding(work func() error) error {
 	defer s.leave()
-	return s.checkPooler(quotaError(work()))
+	return s.answer(work())
+}
+
+// answer is what a caller hears of its database work's error.
+func (s *Store) answer(err error) error {
+	return s.checkPooler(quotaError(err))
 }
 
 // checkPooler turns the errors of a pooler that cannot hold prepared
@@ -394,41 +419,48 @@ func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInp
 // UpdateTask replaces the task's title and the fields in sets; see
 // writeIfMatch for ifMatch.
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{
+	return s.changeTask(ctx, userID, id, ifMatch, changeFields{
 		title: &in.title, descriptionSet: in.descriptionSet, description: in.description, completed: in.completed,
-		alone: s.updateTask, aloneArgs: []any{in.title, in.descriptionSet, in.description, nullable(in.completed)}, op: "update task",
 	})
 }
 
 // SetCompleted sets the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) SetCompleted(ctx context.Context, userID string, id int64, completed bool, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{
-		completed: &completed, alone: s.setCompleted, aloneArgs: []any{completed}, op: "complete task",
-	})
+	return s.changeTask(ctx, userID, id, ifMatch, changeFields{completed: &completed})
 }
 
 // ToggleCompleted flips the task's completed flag; see writeIfMatch for ifMatch.
 func (s *Store) ToggleCompleted(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
-	return s.changeTask(ctx, userID, id, ifMatch, batchedChange{toggle: true, alone: s.toggleCompleted, op: "toggle task"})
+	return s.changeTask(ctx, userID, id, ifMatch, changeFields{toggle: true})
 }
 
 // changeTask runs an UPDATE ... RETURNING of one task: through the
 // change batcher when unconditional, else through writeIfMatch, alone.
-func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, c batchedChange) (t Task, err error) {
+func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, c changeFields) (t Task, err error) {
 	if ifMatch == nil {
 		return s.submit(ctx, s.changes, &waiter{userID: userID, id: id, change: c})
 	}
 	err = s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
-		t, err = c.runAlone(ctx, userID, id, conditional, versions)
+		t, err = s.changeAlone(ctx, userID, id, c, conditional, versions)
 		return err
 	})
 	return t, err
 }
 
-// runAlone is the change as its own statement, with ifMatchClause's $3
-// and $4.
-func (c *batchedChange) runAlone(ctx context.Context, userID string, id int64, conditional bool, versions any) (Task, error) {
-	return scanOne(c.alone.QueryRowContext(ctx, append([]any{userID, id, conditional, versions}, c.aloneArgs...)...), userID, c.op)
+// changeAlone runs c as its own statement (updateTaskSQL, setCompletedSQL
+// or toggleCompletedSQL), with ifMatchClause's $3 and $4.
+func (s *Store) changeAlone(ctx context.Context, userID string, id int64, c changeFields, conditional bool, versions any) (Task, error) {
+	args := []any{userID, id, conditional, versions}
+	stmt, op := s.toggleCompleted, "toggle task"
+	switch {
+	case c.title != nil:
+		stmt, op = s.updateTask, "update task"
+		args = append(args, *c.title, c.descriptionSet, c.description, nullable(c.completed))
+	case !c.toggle:
+		stmt, op = s.setCompleted, "complete task"
+		args = append(args, *c.completed)
+	}
+	return scanOne(stmt.QueryRowContext(ctx, args...), userID, op)
 }
 
 // DeleteTask removes the task; see writeIfMatch for ifMatch.
