@@ -29,9 +29,9 @@ var (
 
 // A list statement for each filter and order rather than one with optional
 // parts: each has a plan of its own on its index, and none binds NULL (so
-// pgbench can replay them). ORDER BY names tasks.created_at: a bare
-// created_at would mean the created_at::text output column, sorted as text
-// without the index.
+// pgbench can replay them). ORDER BY names tasks.created_at: a bare name
+// binds to an output column first, and when the columns were
+// created_at::text that sorted every list as text without the index.
 const (
 	orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
 	// orderByTitle is case-insensitive A to Z, then id, on tasks_user_title_idx.

@@ -669,3 +669,61 @@ func TestQuotas(t *testing.T) {
 		t.Errorf("user_usage says %d tasks, %d bytes; stored are %d tasks, %d bytes", usageTasks, usageBytes, count(), realBytes)
 	}
 }
+
+// TestBinaryTimestampsAreWhatPostgreSQLStores reads timestamptz_send's
+// bytes, as taskColumns does, prepared (binary results) and unnamed (text
+// results, DB_PREPARED_STATEMENTS=false), and checks each against
+// PostgreSQL's own text for the same value, to the microsecond.
+func TestBinaryTimestampsAreWhatPostgreSQLStores(t *testing.T) {
+	t.Parallel()
+	const query = `SELECT timestamptz_send(v), v::text FROM unnest($1::timestamptz[]) AS v`
+	values := pq.Array([]string{
+		"2026-01-18 10:00:00.123456+00", "2000-01-01 00:00:00+00", "1999-12-31 23:59:59.999999+00",
+		"1970-01-01 00:00:00.000001+00", "2262-04-12 00:00:00+00", "9999-12-31 23:59:59.999999+00",
+	})
+	dsn := createDatabase(t)
+	for _, mode := range []string{"prepared", "unnamed"} {
+		db, err := sql.Open("postgres", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var rows *sql.Rows
+		if mode == "prepared" {
+			stmt, err := db.Prepare(query)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stmt.Close()
+			rows, err = stmt.Query(values)
+		} else {
+			unnamed, err := sql.Open("postgres", dsn+" binary_parameters=yes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unnamed.Close()
+			rows, err = unnamed.Query(query, values)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", mode, err)
+		}
+		n := 0
+		for rows.Next() {
+			var fromBytes, fromText time.Time
+			var text string
+			if err := rows.Scan(pgTimestamp{&fromBytes}, &text); err != nil {
+				t.Fatalf("%s: %v", mode, err)
+			}
+			if err := (pgTimestamp{&fromText}).Scan(text); err != nil {
+				t.Fatalf("%s: %v", mode, err)
+			}
+			if !fromBytes.Equal(fromText) || fromBytes.Location() != time.UTC {
+				t.Errorf("%s: timestamptz_send gave %s; PostgreSQL's text %q is %s", mode, fromBytes, text, fromText)
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil || n != 6 {
+			t.Fatalf("%s: %d rows, %v", mode, n, err)
+		}
+	}
+}

@@ -319,7 +319,7 @@ if [ "$scale" = 1 ]; then
 	psql_db todo_scale -c "SET plan_cache_mode = force_generic_plan" \
 		-c "PREPARE list_tasks(text, bigint, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/list.sql | sed 's/:user/$1/; s/:limit/$2/; s/:offset/$3/; s/;$//')" \
 		-c "PREPARE get_task(text, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/get.sql | sed 's/:user/$1/; s/:id/$2/; s/;$//')" \
-		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id, created_at::text FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT \$3 OFFSET \$4" \
+		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id, timestamptz_send(created_at) FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT \$3 OFFSET \$4" \
 		-c "PREPARE update_task(text, bigint) AS UPDATE tasks SET version = version + 1 WHERE user_id = \$1 AND id = \$2 AND (NOT false OR version = ANY('{}'::bigint[]))" \
 		-c "PREPARE delete_task(text, bigint) AS DELETE FROM tasks WHERE user_id = \$1 AND id = \$2" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \

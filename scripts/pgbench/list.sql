@@ -1,6 +1,6 @@
 -- GET /api/tasks: listTasksSQL in store.go, parameters named.
 \set user random(1, :users)
-SELECT id, title, description, completed, created_at::text, updated_at::text, version FROM tasks
+SELECT id, title, description, completed, timestamptz_send(created_at), timestamptz_send(updated_at), version FROM tasks
 WHERE user_id = :user
 ORDER BY tasks.created_at DESC, tasks.id DESC
 LIMIT :limit OFFSET :offset;

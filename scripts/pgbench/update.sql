@@ -8,4 +8,4 @@ UPDATE tasks SET
     updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'),
     version = version + 1
 WHERE user_id = :user AND id = :id AND (NOT :has_condition::boolean OR version = ANY(:versions::bigint[]))
-RETURNING id, title, description, completed, created_at::text, updated_at::text, version;
+RETURNING id, title, description, completed, timestamptz_send(created_at), timestamptz_send(updated_at), version;
