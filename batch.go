@@ -36,6 +36,7 @@ type waiter struct {
 	id     int64           // get and change
 	input  taskInput       // create
 	change changeFields    // change
+	list   listRequest     // list
 	since  time.Time       // when it began to wait, for the queue's metrics
 	ctx    context.Context // the request's, for its deadline
 	done   chan struct{}   // closed when task and err hold its outcome
@@ -54,6 +55,15 @@ type changeFields struct {
 	toggle         bool
 }
 
+// listRequest is a list waiting in a batcher: which tasks, and where they
+// go. rows and tooLong are the batch's count of what it read for it.
+type listRequest struct {
+	filter  listFilter
+	out     listOutput
+	rows    int
+	tooLong bool
+}
+
 // batcher holds the waiting requests of one kind.
 type batcher struct {
 	store *Store
@@ -62,7 +72,9 @@ type batcher struct {
 	// (an UPDATE ... FROM would apply only one of them).
 	distinct bool
 	run      func(ctx context.Context, batch []*waiter) error
-	alone    func(ctx context.Context, w *waiter) (Task, error)
+	// alone runs one waiter's own statement. shared: on a batch's
+	// goroutine, not the request's own (a list may then not stream).
+	alone func(ctx context.Context, w *waiter, shared bool) (Task, error)
 
 	mu      sync.Mutex
 	waiting []*waiter
@@ -80,7 +92,7 @@ var batchSizeBounds = [...]int{1, 2, 4, 8, 16, 32}
 // next statement of its kind.
 func (s *Store) submit(ctx context.Context, b *batcher, w *waiter) (t Task, err error) {
 	alone := func() (err error) {
-		t, err = b.alone(ctx, w)
+		t, err = b.alone(ctx, w, false)
 		return err
 	}
 	switch {
@@ -191,18 +203,18 @@ func (b *batcher) execute(batch []*waiter) {
 	b.observe(len(batch))
 	var err error
 	if len(batch) == 1 {
-		batch[0].task, batch[0].err = b.alone(ctx, batch[0])
+		batch[0].task, batch[0].err = b.alone(ctx, batch[0], true)
 	} else {
 		err = b.run(ctx, batch)
 	}
 	switch {
 	case err == nil:
-	case refusedWhole(err):
+	case refusedWhole(err) || errors.Is(err, errRerunAlone):
 		// Nothing of the statement was written: each request alone gets
 		// its own answer (one over quota no longer fails the others).
 		b.fallbacks.Add(1)
 		for _, w := range batch {
-			w.task, w.err = b.alone(ctx, w)
+			w.task, w.err = b.alone(ctx, w, true)
 		}
 	default:
 		for _, w := range batch {
@@ -213,6 +225,10 @@ func (b *batcher) execute(batch []*waiter) {
 		w.err = s.answer(w.err)
 	}
 }
+
+// errRerunAlone: a batch's rows did not come as the statement was written
+// to give them, so none is answered from it; each request is run alone.
+var errRerunAlone = errors.New("batch rows out of order")
 
 // refusedWhole reports whether the database refused the statement, so it
 // rolled back whole and may be rerun: an error from the server that is not
@@ -272,7 +288,7 @@ func (s *Store) BatchStats() []batchStats {
 	return out
 }
 
-func (s *Store) batchers() []*batcher { return []*batcher{s.gets, s.creates, s.changes} }
+func (s *Store) batchers() []*batcher { return []*batcher{s.gets, s.creates, s.changes, s.lists} }
 
 // arrayLiteral builds a PostgreSQL array's text input, {"a",NULL,"b"}:
 // one string parameter for a whole column of a batch.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -346,5 +347,104 @@ func TestBatchingOff(t *testing.T) {
 	}
 	if statements, _ := batchesOf(store, "get"); statements != 0 || store.PoolStats().WaitCount != 1 {
 		t.Errorf("%d batch statements, %d waits; want the get to wait once, alone", statements, store.PoolStats().WaitCount)
+	}
+}
+
+// listThrough lists as the handler does, into a listAnswer over a
+// recorder, and returns the whole JSON array.
+func listThrough(ctx context.Context, store *Store, userID string, f listFilter) (string, error) {
+	rec := httptest.NewRecorder()
+	answer := &listAnswer{w: rec}
+	if err := store.ListTasks(ctx, userID, f, answer); err != nil {
+		return "", err
+	}
+	return rec.Body.String() + string(answer.body) + "]", nil
+}
+
+// TestListBatchGivesEachItsOwnList: while the only connection is held,
+// lists of many users (filters, limits, offsets, the same user twice, a
+// user with no tasks, one list too long by rows and one too long by bytes
+// to share a statement) queue up and run as shared statements. Each must
+// be byte for byte what the same list gives alone.
+func TestListBatchGivesEachItsOwnList(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const users = 6
+	ids := make([]string, users)
+	for u := range ids {
+		ids[u] = newUser(t)
+		for i := range 5 + u {
+			desc := fmt.Sprintf("d%d", i)
+			if _, err := testStore.CreateTask(ctx, ids[u], taskInput{title: fmt.Sprintf("%s-%d", ids[u], i), description: &desc, completed: i%2 == 0}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	manyRows, bigRows := newUser(t), newUser(t)
+	for i := range sharedListRows + 4 {
+		if _, err := testStore.CreateTask(ctx, manyRows, taskInput{title: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := strings.Repeat("x", 9000)
+	for range 5 { // about 45 KB: over listChunkBytes, so streamed alone
+		if _, err := testStore.CreateTask(ctx, bigRows, taskInput{title: "big", description: &big}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done, notDone, two, one := true, false, int64(2), int64(1)
+	type listCase struct {
+		userID string
+		filter listFilter
+	}
+	var cases []listCase
+	for _, userID := range ids {
+		cases = append(cases,
+			listCase{userID, listFilter{}},
+			listCase{userID, listFilter{}}, // the same list twice in one statement
+			listCase{userID, listFilter{completed: &done}},
+			listCase{userID, listFilter{completed: &notDone, limit: &two}},
+			listCase{userID, listFilter{limit: &two, offset: 1}},
+			listCase{userID, listFilter{offset: 3}},
+		)
+	}
+	cases = append(cases,
+		listCase{newUser(t), listFilter{}},
+		listCase{manyRows, listFilter{}},
+		listCase{manyRows, listFilter{limit: &one, offset: sharedListRows}},
+		listCase{bigRows, listFilter{}},
+	)
+	want := make([]string, len(cases))
+	for i, c := range cases {
+		var err error
+		if want[i], err = listThrough(ctx, testStore, c.userID, c.filter); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	store, release := heldStore(t, openPool(t))
+	got := make([]string, len(cases))
+	errs := make([]error, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = listThrough(ctx, store, c.userID, c.filter)
+		}()
+	}
+	waitingInBatchers(t, store, len(cases))
+	release()
+	wg.Wait()
+	for i, c := range cases {
+		if errs[i] != nil || got[i] != want[i] {
+			t.Errorf("list %d (%+v): %v\n got %.300s\nwant %.300s", i, c.filter, errs[i], got[i], want[i])
+		}
+	}
+	if !strings.Contains(want[len(cases)-1], big) || strings.Count(want[len(cases)-3], `"id":`) != sharedListRows+4 {
+		t.Error("the too-long lists are not what the test meant them to be")
+	}
+	if statements, shared := batchesOf(store, "list"); shared == 0 {
+		t.Errorf("list: %d statements, none shared by several requests", statements)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -44,26 +45,18 @@ FROM unnest($1::text[], $2::bigint[], $3::text[], $4::boolean[], $5::text[], $6:
 WHERE tasks.user_id = q.q_user AND tasks.id = q.q_id
 RETURNING q.q_user, ` + taskColumns
 
-// leadingScanner reads the columns before taskColumns into lead.
-type leadingScanner struct {
-	rows *sql.Rows
-	lead []any
-}
-
-func (l leadingScanner) Scan(dest ...any) error {
-	return l.rows.Scan(append(l.lead, dest...)...)
-}
-
-// readBatch calls each with every row, then reports any error of the
-// statement, including one that arrives after the last row.
-func readBatch(rows *sql.Rows, op string, lead []any, each func(t Task) error) error {
+// readBatch calls each with every row, the columns before taskColumns
+// scanned into lead, then reports any error of the statement, including
+// one that arrives after the last row. The row is reused: each keeps what
+// it needs with row.kept().
+func readBatch(rows *sql.Rows, op string, lead []any, each func(row *taskRow) error) error {
 	defer rows.Close()
+	row := newTaskRow(lead...)
 	for rows.Next() {
-		var t Task
-		if err := scanTaskInto(leadingScanner{rows, lead}, &t); err != nil {
+		if err := row.scan(rows); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
-		if err := each(t); err != nil {
+		if err := each(row); err != nil {
 			return err
 		}
 	}
@@ -85,11 +78,12 @@ func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
 		return fmt.Errorf("get tasks: %w", err)
 	}
 	var n int
-	return readBatch(rows, "get tasks", []any{&n}, func(t Task) error {
+	return readBatch(rows, "get tasks", []any{&n}, func(row *taskRow) error {
 		if n < 1 || n > len(batch) {
 			return fmt.Errorf("get tasks: row for position %d of %d", n, len(batch))
 		}
 		w := batch[n-1]
+		t := row.kept()
 		t.UserID = w.userID
 		w.task, w.err = t, nil
 		return nil
@@ -114,9 +108,10 @@ func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
 	// input are interchangeable.
 	answered := make([]bool, len(batch))
 	var userID string
-	err = readBatch(rows, "create tasks", []any{&userID}, func(t Task) error {
+	err = readBatch(rows, "create tasks", []any{&userID}, func(row *taskRow) error {
 		for i, w := range batch {
-			if !answered[i] && w.userID == userID && w.input.matches(t) {
+			if !answered[i] && w.userID == userID && w.input.matches(&row.task) {
+				t := row.kept()
 				t.UserID = userID
 				w.task, answered[i] = t, true
 				return nil
@@ -131,7 +126,7 @@ func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
 }
 
 // matches reports whether t holds exactly this input.
-func (in taskInput) matches(t Task) bool {
+func (in taskInput) matches(t *Task) bool {
 	if in.title != t.Title || in.completed != t.Completed || (in.description == nil) != (t.Description == nil) {
 		return false
 	}
@@ -163,9 +158,10 @@ func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
 		return fmt.Errorf("change tasks: %w", err)
 	}
 	var userID string
-	return readBatch(rows, "change tasks", []any{&userID}, func(t Task) error {
+	return readBatch(rows, "change tasks", []any{&userID}, func(row *taskRow) error {
 		for _, w := range batch {
-			if w.id == t.ID && w.userID == userID {
+			if w.id == row.task.ID && w.userID == userID {
+				t := row.kept()
 				t.UserID = userID
 				w.task, w.err = t, nil
 				return nil
@@ -173,4 +169,92 @@ func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
 		}
 		return fmt.Errorf("change tasks: a returned row matches no request")
 	})
+}
+
+// listTaskBatchSQL is listTasksSQL and listTasksByCompletedSQL for many
+// lists at once: for each position, its user's tasks (of the completed
+// flag, where one is given), newest first, from OFFSET, at most LIMIT. The
+// LATERAL subquery runs once per position in the arrays' order, so each
+// list's rows come together and in list order; runLists checks that they
+// do rather than trusting it.
+const listTaskBatchSQL = `SELECT q.n, t.*
+FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n)
+CROSS JOIN LATERAL (
+    SELECT ` + taskColumns + ` FROM tasks
+    WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed)
+    ` + orderNewestFirst + `
+    LIMIT q.q_limit OFFSET q.q_offset) AS t`
+
+// sharedListRows is the most tasks a list may have and still be answered
+// from a shared statement; each list's LIMIT there is at most one more,
+// so a longer list is known by its extra row and read again alone. Each
+// answer's buffer is bounded too (listOutput.add), whatever the rows hold.
+const sharedListRows = 256
+
+func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
+	var users, completed, limits, offsets arrayLiteral
+	for _, w := range batch {
+		f := &w.list.filter
+		users.text(w.userID)
+		completed.nullableBool(f.completed)
+		limit := int64(sharedListRows + 1)
+		if f.limit != nil {
+			limit = min(limit, *f.limit)
+		}
+		limits.int(limit)
+		offsets.int(f.offset)
+		w.list.out.reset()
+		w.list.rows, w.list.tooLong = 0, false
+		w.task, w.err = Task{}, nil
+	}
+	rows, err := s.listTaskBatch.QueryContext(ctx, users.String(), completed.String(), limits.String(), offsets.String())
+	if err != nil {
+		return fmt.Errorf("list tasks: %w", err)
+	}
+	var n int
+	last, previous := 0, Task{} // the row before, and its list's position
+	err = readBatch(rows, "list tasks", []any{&n}, func(row *taskRow) error {
+		t := &row.task
+		if n < 1 || n > len(batch) {
+			return fmt.Errorf("list tasks: row for position %d of %d", n, len(batch))
+		}
+		if n < last || (n == last && !listedAfter(t, &previous)) {
+			return errRerunAlone
+		}
+		last, previous = n, Task{ID: t.ID, CreatedAt: t.CreatedAt}
+		w := batch[n-1]
+		l := &w.list
+		if l.tooLong {
+			return nil
+		}
+		if l.rows++; l.rows > sharedListRows {
+			l.tooLong = true
+			return nil
+		}
+		t.UserID = w.userID
+		err := l.out.add(t, true)
+		if errors.Is(err, errListTooLong) {
+			l.tooLong = true
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range batch {
+		if w.list.tooLong {
+			w.err = errListTooLong
+		}
+	}
+	return nil
+}
+
+// listedAfter reports whether t comes after previous newest first: older,
+// or as old with a lower id (orderNewestFirst).
+func listedAfter(t, previous *Task) bool {
+	if c := t.CreatedAt.Compare(previous.CreatedAt); c != 0 {
+		return c < 0
+	}
+	return t.ID < previous.ID
 }

@@ -13,7 +13,7 @@ import (
 // model of what it owns; nobody may ever see, change or delete another's
 // task, and at the end the database must equal the models exactly. It
 // runs on a pool with a connection for each user, and on one of two
-// connections, where gets, creates and changes share statements.
+// connections, where gets, creates, changes and lists share statements.
 func TestRandomizedIsolation(t *testing.T) {
 	t.Parallel()
 	t.Run("wide pool", func(t *testing.T) {
@@ -24,7 +24,7 @@ func TestRandomizedIsolation(t *testing.T) {
 		t.Parallel()
 		store := newNarrowStore(t, 2)
 		checkRandomizedIsolation(t, store)
-		for _, op := range []string{"get", "create", "change"} {
+		for _, op := range []string{"get", "create", "change", "list"} {
 			statements, shared := batchesOf(store, op)
 			if shared == 0 {
 				t.Errorf("%s: %d statements for waiting requests, none shared: no batch formed", op, statements)

@@ -11,7 +11,7 @@ import (
 // Reading the store's rows into Tasks. Every statement returns
 // taskColumns; these are the only functions that know their order.
 
-// The columns every statement returns, in the order scanTaskInto reads them.
+// The columns every statement returns, in the order newTaskRow scans them.
 // The timestamps go out as timestamptz_send's eight bytes: lib/pq reads a
 // prepared statement's bytea in binary, so PostgreSQL formats no text and
 // the server parses none. Formatting two timestamps per row was the largest
@@ -23,31 +23,74 @@ type scanner interface {
 	Scan(dest ...any) error
 }
 
-// scanTaskInto reads taskColumns into t, keeping its UserID.
-func scanTaskInto(row scanner, t *Task) error {
-	var description sql.NullString
-	if err := row.Scan(&t.ID, &t.Title, &description, &t.Completed,
-		pgTimestamp{&t.CreatedAt}, pgTimestamp{&t.UpdatedAt}, &t.Version); err != nil {
+// taskRow holds the destinations of one row: the columns a statement
+// returns before taskColumns (a batch's position or user id), then
+// taskColumns. Made once per statement and reused for each of its rows,
+// so scanning a list allocates nothing of ours per row.
+type taskRow struct {
+	task        Task
+	description sql.NullString
+	dest        []any
+}
+
+func newTaskRow(lead ...any) *taskRow {
+	r := &taskRow{}
+	r.dest = append(lead, int64Column{&r.task.ID}, &r.task.Title, &r.description, &r.task.Completed,
+		pgTimestamp{&r.task.CreatedAt}, pgTimestamp{&r.task.UpdatedAt}, int64Column{&r.task.Version})
+	return r
+}
+
+// scan reads the next row into r.task, which holds until the next scan
+// (its Description points into r; see kept). UserID is left as it is.
+func (r *taskRow) scan(row scanner) error {
+	if err := row.Scan(r.dest...); err != nil {
 		return err
 	}
-	t.Description = nil
-	if description.Valid {
-		t.Description = &description.String
+	r.task.Description = nil
+	if r.description.Valid {
+		r.task.Description = &r.description.String
 	}
 	return nil
 }
 
+// kept is a copy of r.task that outlives the next scan.
+func (r *taskRow) kept() Task {
+	t := r.task
+	if t.Description != nil {
+		description := *t.Description
+		t.Description = &description
+	}
+	return t
+}
+
 // scanOne reads the one task a statement returns; no row is errNotFound.
 func scanOne(row *sql.Row, userID, op string) (Task, error) {
-	t := Task{UserID: userID}
-	err := scanTaskInto(row, &t)
+	r := newTaskRow()
+	err := r.scan(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, errNotFound
 	}
 	if err != nil {
 		return Task{}, fmt.Errorf("%s: %w", op, err)
 	}
+	t := r.kept()
+	t.UserID = userID
 	return t, nil
+}
+
+// int64Column scans a bigint without the reflection database/sql uses for
+// a plain *int64: two of every row's seven columns.
+type int64Column struct{ p *int64 }
+
+// Scan implements sql.Scanner. lib/pq decodes bigint to int64 in binary
+// and text results alike.
+func (c int64Column) Scan(src any) error {
+	v, ok := src.(int64)
+	if !ok {
+		return fmt.Errorf("bigint: unexpected %T", src)
+	}
+	*c.p = v
+	return nil
 }
 
 // pgTimestamp scans a timestamp into a time.Time: timestamptz_send's eight

@@ -127,6 +127,7 @@ type Store struct {
 	gets             *batcher
 	creates          *batcher
 	changes          *batcher
+	lists            *batcher
 	listTasks        *statement
 	listByCompleted  *statement
 	listByTitle      *statement
@@ -145,6 +146,7 @@ type Store struct {
 	getTasks         *statement
 	createTasks      *statement
 	changeTasks      *statement
+	listTaskBatch    *statement
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -174,6 +176,7 @@ func (s *Store) statements() []storeStatement {
 		{&s.getTasks, getTasksSQL},
 		{&s.createTasks, createTasksSQL},
 		{&s.changeTasks, changeTasksSQL},
+		{&s.listTaskBatch, listTaskBatchSQL},
 	}
 }
 
@@ -188,12 +191,20 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
 	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax}
 	s.gets = &batcher{store: s, op: "get", run: s.runGets,
-		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.getTaskEntered(ctx, w.userID, w.id) }}
+		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
+			return s.getTaskEntered(ctx, w.userID, w.id)
+		}}
 	s.creates = &batcher{store: s, op: "create", run: s.runCreates,
-		alone: func(ctx context.Context, w *waiter) (Task, error) { return s.createTaskEntered(ctx, w.userID, w.input) }}
+		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
+			return s.createTaskEntered(ctx, w.userID, w.input)
+		}}
 	s.changes = &batcher{store: s, op: "change", distinct: true, run: s.runChanges,
-		alone: func(ctx context.Context, w *waiter) (Task, error) {
+		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
+		}}
+	s.lists = &batcher{store: s, op: "list", run: s.runLists,
+		alone: func(ctx context.Context, w *waiter, shared bool) (Task, error) {
+			return Task{}, s.listAlone(ctx, w.userID, w.list.filter, w.list.out, shared)
 		}}
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
@@ -350,30 +361,61 @@ type listFilter struct {
 // pgbench cannot send.
 const noLimit = int64(1<<63 - 1)
 
-// ListTasks calls yield with each of the user's tasks, in list order, as
-// the driver reads them: a list never sits in memory as a slice of tasks.
-// The *Task is reused between calls, so yield must not keep it.
-func (s *Store) ListTasks(ctx context.Context, userID string, f listFilter, yield func(*Task) error) error {
-	return s.entered(ctx, func() error {
-		rows, err := s.queryList(ctx, userID, f)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		t := Task{UserID: userID}
-		for rows.Next() {
-			if err := scanTaskInto(rows, &t); err != nil {
-				return fmt.Errorf("list tasks: %w", err)
-			}
-			if err := yield(&t); err != nil {
-				return err
-			}
-		}
-		if err := rows.Err(); err != nil {
+// listOutput takes a list's tasks, in list order, as the store reads them.
+type listOutput interface {
+	// add takes the next task; the *Task is reused, so add must not keep
+	// it. With shared, the task comes from a statement shared with other
+	// requests, read on another goroutine: add may then not write to the
+	// client, and returns errListTooLong once the answer outgrows what it
+	// may hold.
+	add(t *Task, shared bool) error
+	// reset drops every task taken, before the list is read again.
+	reset()
+}
+
+// errListTooLong: a list too long to share a statement; the store reads
+// it again alone, streamed. It never reaches a handler.
+var errListTooLong = errors.New("list too long for a shared statement")
+
+// ListTasks hands each of the user's tasks to out, in list order, as the
+// driver reads them: a list never sits in memory as a slice of tasks. A
+// list in the default order that finds every connection busy waits to
+// share a statement with others (batch.go); one too long for that is read
+// again alone. Title-ordered lists always run alone.
+func (s *Store) ListTasks(ctx context.Context, userID string, f listFilter, out listOutput) error {
+	alone := func() error { return s.listAlone(ctx, userID, f, out, false) }
+	if f.byTitle {
+		return s.entered(ctx, alone)
+	}
+	_, err := s.submit(ctx, s.lists, &waiter{userID: userID, list: listRequest{filter: f, out: out}})
+	if errors.Is(err, errListTooLong) {
+		return s.entered(ctx, alone)
+	}
+	return err
+}
+
+// listAlone runs one list's own statement into out, from its start.
+func (s *Store) listAlone(ctx context.Context, userID string, f listFilter, out listOutput, shared bool) error {
+	out.reset()
+	rows, err := s.queryList(ctx, userID, f)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	row := newTaskRow()
+	row.task.UserID = userID
+	for rows.Next() {
+		if err := row.scan(rows); err != nil {
 			return fmt.Errorf("list tasks: %w", err)
 		}
-		return nil
-	})
+		if err := out.add(&row.task, shared); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list tasks: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sql.Rows, error) {

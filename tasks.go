@@ -45,30 +45,13 @@ func (s *server) handleListTasks() http.Handler {
 		ctx, cancel := s.dbContext(r)
 		defer cancel()
 		buf := getBuffer()
-		defer putBuffer(buf)
-		body := append((*buf)[:0], '[')
-		first, streaming := true, false
-		err = s.store.ListTasks(ctx, userID, filter, func(t *Task) error {
-			if !first {
-				body = append(body, ',')
-			}
-			first = false
-			body = t.appendJSON(body)
-			if len(body) >= listChunkBytes {
-				if !streaming {
-					w.Header()["Content-Type"] = contentTypeJSON
-					w.WriteHeader(http.StatusOK)
-					streaming = true
-				}
-				if _, err := w.Write(body); err != nil {
-					return fmt.Errorf("list tasks: write: %w", err)
-				}
-				body = body[:0]
-			}
-			return nil
-		})
-		*buf = body
-		if err != nil && streaming {
+		answer := &listAnswer{w: w, body: (*buf)[:0]}
+		defer func() {
+			*buf = answer.body
+			putBuffer(buf)
+		}()
+		err = s.store.ListTasks(ctx, userID, filter, answer)
+		if err != nil && answer.streaming {
 			// Half an answer is out: the client must not take it for a
 			// whole one, so the connection is cut before the last chunk.
 			noteError(r.Context(), err)
@@ -78,15 +61,52 @@ func (s *server) handleListTasks() http.Handler {
 		if err != nil {
 			return err
 		}
-		body = append(body, ']')
-		*buf = body
-		if streaming {
-			w.Write(append(body, '\n'))
+		answer.body = append(answer.body, ']')
+		if answer.streaming {
+			w.Write(append(answer.body, '\n'))
 			return nil
 		}
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, http.StatusOK, answer.body)
 		return nil
 	})
+}
+
+// listAnswer is a list's JSON array as the store hands it tasks: built in
+// one buffer and written in one Write when it fits in listChunkBytes,
+// else streamed in chunks of about that size.
+type listAnswer struct {
+	w         http.ResponseWriter
+	body      []byte // what is not written yet
+	tasks     int
+	streaming bool // the status line and a first chunk are out
+}
+
+func (a *listAnswer) reset() {
+	a.body, a.tasks = append(a.body[:0], '['), 0
+}
+
+func (a *listAnswer) add(t *Task, shared bool) error {
+	if a.tasks > 0 {
+		a.body = append(a.body, ',')
+	}
+	a.tasks++
+	a.body = t.appendJSON(a.body)
+	if len(a.body) < listChunkBytes {
+		return nil
+	}
+	if shared {
+		return errListTooLong
+	}
+	if !a.streaming {
+		a.w.Header()["Content-Type"] = contentTypeJSON
+		a.w.WriteHeader(http.StatusOK)
+		a.streaming = true
+	}
+	if _, err := a.w.Write(a.body); err != nil {
+		return fmt.Errorf("list tasks: write: %w", err)
+	}
+	a.body = a.body[:0]
+	return nil
 }
 
 func (s *server) handleCreateTask() http.Handler {
