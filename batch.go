@@ -78,7 +78,8 @@ type batcher struct {
 
 	mu      sync.Mutex
 	waiting []*waiter
-	leading bool // a goroutine is waiting for a connection for them
+	leading bool          // a goroutine is waiting for a connection for them
+	idle    chan struct{} // wakes a parked leader (startLeader)
 
 	sizes     [len(batchSizeBounds) + 1]atomic.Uint64 // not cumulative
 	sizeSum   atomic.Uint64
@@ -113,7 +114,7 @@ func (b *batcher) join(ctx context.Context, w *waiter) (Task, error) {
 	b.waiting = append(b.waiting, w)
 	if !b.leading {
 		b.leading = true
-		go b.lead()
+		b.startLeader()
 	}
 	b.mu.Unlock()
 	select {
@@ -131,6 +132,30 @@ func (b *batcher) join(ctx context.Context, w *waiter) (Task, error) {
 	return w.task, w.err
 }
 
+// startLeader hands the waiting requests to a parked leader, or starts
+// one. Leaders park between batches rather than exit, so a batch pays
+// neither for a new goroutine nor for the stack it grows in the driver.
+// At most one leader per connection, and one waiting, is ever busy.
+func (b *batcher) startLeader() {
+	select {
+	case b.idle <- struct{}{}:
+	default:
+		go b.leader()
+	}
+}
+
+// leader leads batches until the store closes.
+func (b *batcher) leader() {
+	for {
+		b.lead()
+		select {
+		case <-b.idle:
+		case <-b.store.closed:
+			return
+		}
+	}
+}
+
 // lead waits for a connection on behalf of the kind's waiters, then runs
 // those it can take as one statement. Requests that arrive meanwhile join
 // the same statement; whoever is left gets a leader of its own.
@@ -141,7 +166,7 @@ func (b *batcher) lead() {
 	batch := b.take()
 	b.leading = len(b.waiting) > 0
 	if b.leading {
-		go b.lead()
+		b.startLeader()
 	}
 	b.mu.Unlock()
 	if len(batch) > 0 {

@@ -124,6 +124,8 @@ type Store struct {
 	// batchMax is DB_BATCH_MAX; 1 turns coalescing off. The batchers hold
 	// the requests waiting to share a statement (batch.go).
 	batchMax         int
+	closed           chan struct{} // closed by Close: parked batch leaders exit
+	closeOnce        sync.Once
 	gets             *batcher
 	creates          *batcher
 	changes          *batcher
@@ -189,20 +191,20 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 // prepared once here, and database/sql re-prepares them on each new pooled
 // connection as needed; without, nothing is prepared.
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
-	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax}
-	s.gets = &batcher{store: s, op: "get", run: s.runGets,
+	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax, closed: make(chan struct{})}
+	s.gets = &batcher{store: s, op: "get", idle: make(chan struct{}), run: s.runGets,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.getTaskEntered(ctx, w.userID, w.id)
 		}}
-	s.creates = &batcher{store: s, op: "create", run: s.runCreates,
+	s.creates = &batcher{store: s, op: "create", idle: make(chan struct{}), run: s.runCreates,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.createTaskEntered(ctx, w.userID, w.input)
 		}}
-	s.changes = &batcher{store: s, op: "change", distinct: true, run: s.runChanges,
+	s.changes = &batcher{store: s, op: "change", idle: make(chan struct{}), distinct: true, run: s.runChanges,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
 		}}
-	s.lists = &batcher{store: s, op: "list", run: s.runLists,
+	s.lists = &batcher{store: s, op: "list", idle: make(chan struct{}), run: s.runLists,
 		alone: func(ctx context.Context, w *waiter, shared bool) (Task, error) {
 			return Task{}, s.listAlone(ctx, w.userID, w.list.filter, w.list.out, shared)
 		}}
@@ -225,6 +227,7 @@ func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logg
 
 // Close releases the prepared statements; the pool belongs to the caller.
 func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
 	var errs []error
 	for _, st := range s.statements() {
 		if *st.stmt != nil && (*st.stmt).stmt != nil {
