@@ -73,7 +73,7 @@ func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
 		ids.int(w.id)
 		w.task, w.err = Task{}, errNotFound
 	}
-	rows, err := s.getTasks.QueryContext(ctx, users.String(), ids.String())
+	rows, err := s.getTasks.QueryContext(readContext(ctx), users.String(), ids.String())
 	if err != nil {
 		return fmt.Errorf("get tasks: %w", err)
 	}
@@ -207,7 +207,7 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
 		w.list.rows, w.list.tooLong = 0, false
 		w.task, w.err = Task{}, nil
 	}
-	rows, err := s.listTaskBatch.QueryContext(ctx, users.String(), completed.String(), limits.String(), offsets.String())
+	rows, err := s.listTaskBatch.QueryContext(readContext(ctx), users.String(), completed.String(), limits.String(), offsets.String())
 	if err != nil {
 		return fmt.Errorf("list tasks: %w", err)
 	}

@@ -433,9 +433,9 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 		all, byCompleted = s.listByTitle, s.listByDoneTitle
 	}
 	if f.completed != nil {
-		rows, err = byCompleted.QueryContext(ctx, userID, *f.completed, limit, f.offset)
+		rows, err = byCompleted.QueryContext(readContext(ctx), userID, *f.completed, limit, f.offset)
 	} else {
-		rows, err = all.QueryContext(ctx, userID, limit, f.offset)
+		rows, err = all.QueryContext(readContext(ctx), userID, limit, f.offset)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list tasks: %w", err)
@@ -449,8 +449,18 @@ func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, err
 }
 
 func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
-	return scanOne(s.getTask.QueryRowContext(ctx, userID, id), userID, "get task")
+	return scanOne(s.getTask.QueryRowContext(readContext(ctx), userID, id), userID, "get task")
 }
+
+// readContext is ctx without its cancellation, for statements that only
+// read. A cancellable context costs every statement two goroutines
+// (database/sql's and lib/pq's watchers) and their wake-ups, which showed
+// in the open-loop tail of get (README, Performance). A read never waits
+// on a row lock; what still bounds it is the connection's own deadline,
+// DB_TIMEOUT after each write to it (deadlineConn), which ends in the same
+// 503. Writes keep their cancellation: a write that waits on a row lock
+// must be cancelled, not left to commit after its client was answered.
+func readContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // CreateTask stores a new task for the user.
 func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {

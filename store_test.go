@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -726,4 +727,75 @@ func TestBinaryTimestampsAreWhatPostgreSQLStores(t *testing.T) {
 			t.Fatalf("%s: %d rows, %v", mode, n, err)
 		}
 	}
+}
+
+// TestReadEndsAtTheConnectionDeadline: gets and lists run without a
+// cancellable context (readContext), so what ends a read that cannot
+// finish is the connection's own deadline (deadlineConn). With the table
+// locked by DDL in another transaction, a get and a list must each answer
+// 503 at about DB_TIMEOUT, never hang; once the lock is gone, the same
+// server answers them again on fresh connections.
+func TestReadEndsAtTheConnectionDeadline(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.databaseURL, cfg.dbTimeout = createDatabase(t), time.Second
+	schemaDB, err := sql.Open("postgres", cfg.databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = applySchema(context.Background(), schemaDB)
+	schemaDB.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newTestServer(t, cfg, openServerStore(t, cfg))
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "behind a lock"})
+
+	locker, err := sql.Open("postgres", cfg.databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close()
+	tx, err := locker.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{taskPath(task.ID), "/api/tasks"} {
+		start := time.Now()
+		res := srv.request(t, "GET", path, token, nil)
+		if took := time.Since(start); res.status != http.StatusServiceUnavailable || took > 5*time.Second {
+			t.Errorf("GET %s behind the lock = %s after %s; want a 503 at about DB_TIMEOUT (1s)", path, res, took)
+		}
+	}
+	tx.Rollback()
+	for _, path := range []string{taskPath(task.ID), "/api/tasks"} {
+		if res := srv.request(t, "GET", path, token, nil); res.status != http.StatusOK {
+			t.Errorf("GET %s after the lock = %s; want 200", path, res)
+		}
+	}
+}
+
+// openServerStore opens the pool as the server does (openDB: its dialer
+// and its deadlines, DB_TIMEOUT from cfg) on a database that has the
+// schema, and makes a store on it; both close with the test.
+func openServerStore(t *testing.T, cfg config) *Store {
+	t.Helper()
+	ctx := context.Background()
+	cfg.dbWait, cfg.dbMaxConns, cfg.dbPreparedStatements = 5*time.Second, 2, true
+	db, err := openDB(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := prepareStore(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
 }

@@ -716,8 +716,8 @@ func (c *chunkRecorder) Write(b []byte) (int, error) {
 // serveListInProcess serves GET /api/tasks for token through the whole
 // handler stack straight into w, with no network in between, so that w
 // sees every Write the handler makes.
-func serveListInProcess(cfg config, token string, w http.ResponseWriter) {
-	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
+func serveListInProcess(cfg config, store *Store, token string, w http.ResponseWriter) {
+	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
 	req := httptest.NewRequest("GET", "/api/tasks", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	handler.ServeHTTP(w, req)
@@ -734,7 +734,7 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	mustCreate(t, srv, token, map[string]any{"title": "short"})
 	get := func() *chunkRecorder {
 		rec := &chunkRecorder{header: http.Header{}}
-		serveListInProcess(testConfig(), token, rec)
+		serveListInProcess(testConfig(), testStore, token, rec)
 		return rec
 	}
 	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
@@ -782,12 +782,15 @@ func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": long})
 	}
+	// Lists read without a cancellable context (readContext): what cuts
+	// this one off is the connection's deadline, as in the server.
 	cfg := testConfig()
-	cfg.dbTimeout = 200 * time.Millisecond
+	cfg.databaseURL, cfg.dbTimeout = testDSN, 200*time.Millisecond
+	store := openServerStore(t, cfg)
 	w := &stallingWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, stall: 400 * time.Millisecond}
 	aborted := func() (v any) {
 		defer func() { v = recover() }()
-		serveListInProcess(cfg, token, w)
+		serveListInProcess(cfg, store, token, w)
 		return nil
 	}()
 	if aborted != http.ErrAbortHandler {
