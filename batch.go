@@ -11,9 +11,9 @@ import (
 	"github.com/lib/pq"
 )
 
-// Coalescing. When every connection is busy, gets, creates and
-// unconditional changes wait here by kind rather than one by one in the
-// store's queue. The connection that frees up next takes every request of
+// Coalescing. When every connection is busy, gets, creates, unconditional
+// changes and lists in the default order wait here by kind rather than one
+// by one in the store's queue. The connection that frees up next takes every request of
 // that kind waiting for it and runs them as one statement over unnest()ed
 // arrays: one round trip, one plan and one commit for many requests.
 // There is no timer: a request that finds a connection free runs alone at
@@ -22,7 +22,8 @@ import (
 //
 // Every row stays scoped by its own request's user id inside the SQL, and
 // each request gets back only the row that matched its own (user, id) or
-// its own input. A request is answered after its statement has committed.
+// its own input, or, for a list, the rows of its own position in the
+// arrays. A request is answered after its statement has committed.
 // A statement the database refused (a quota, a deadlock, a bad value) is
 // rerun one request at a time, so each gets what it would have got alone;
 // an outage answers each with the outage.
