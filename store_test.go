@@ -538,6 +538,10 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 		{"complete", setCompletedSQL, "('u', 1, false, '{}', true)", "", "(id = $2)"},
 		{"toggle", toggleCompletedSQL, "('u', 1, false, '{}')", "", "(id = $2)"},
 		{"delete", deleteTaskSQL, "('u', 1, false, '{}')", "", "(id = $2)"},
+		// The batch statements find each position's rows by its own user.
+		{"list_batch", listTaskBatchSQL, "('{u,v}', '{NULL,true}', '{100,100}', '{0,0}')", "tasks_user_created_idx", "(user_id = q.q_user)"},
+		{"get_batch", getTasksSQL, "('{u,v}', '{1,2}')", "", "(id = q.q_id)"},
+		{"change_batch", changeTasksSQL, "('{u,v}', '{1,2}', '{a,NULL}', '{f,f}', '{NULL,NULL}', '{NULL,t}', '{f,f}')", "", "(id = q.q_id)"},
 	}
 	for _, s := range statements {
 		name := "plan_" + s.name + "_" + randomHex(3)
@@ -572,7 +576,7 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 				t.Errorf("%s: plan has a %v node:\n%s", s.name, n["Node Type"], plan)
 			case "Index Scan", "Index Only Scan":
 				cond, _ := n["Index Cond"].(string)
-				if (s.index == "" || n["Index Name"] == s.index) && strings.Contains(cond, "(user_id = $1)") && strings.Contains(cond, s.cond) {
+				if (s.index == "" || n["Index Name"] == s.index) && (strings.Contains(cond, "(user_id = $1)") || strings.Contains(cond, "(user_id = q.q_user)")) && strings.Contains(cond, s.cond) {
 					usesIndex = true
 				}
 			}
