@@ -282,6 +282,7 @@ echo "   requests after the first second, while vegeta opens its connections (th
 echo "   last column has the p99 of every request, that second included)"
 printf '%-6s %-5s %8s %9s %9s %10s %8s %17s\n' scenario who "req/s" p50 p99 p99.9 non-2xx "p99 with 1st s"
 for s in get list; do
+	[[ " $scenarios " == *" $s "* ]] || continue # not measured: LOAD_SCENARIOS left it out
 	lowest=$(median "$tmp/$s.runs" 1)
 	if [ -n "$peer_pid" ]; then lowest=$(awk -v a="$lowest" -v b="$(median "$tmp/$s.peer.runs" 1)" 'BEGIN { print (b < a) ? b : a }'); fi
 	rate=$(awk -v m="$lowest" 'BEGIN { printf "%d", m / 2 }')
