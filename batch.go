@@ -56,15 +56,6 @@ type changeFields struct {
 	toggle         bool
 }
 
-// listRequest is a list waiting in a batcher: which tasks, and where they
-// go. rows and tooLong are the batch's count of what it read for it.
-type listRequest struct {
-	filter  listFilter
-	out     listOutput
-	rows    int
-	tooLong bool
-}
-
 // batcher holds the waiting requests of one kind.
 type batcher struct {
 	store *Store

@@ -4,16 +4,15 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 )
 
-// The statements batches run (see batch.go). Each takes one array per
-// column, all of one length, and joins every row on its own request's
-// user id: a batch can hold many users, and the SQL still never lets one
-// reach another's task.
+// The statements batches run (see batch.go; the lists' is in list.go).
+// Each takes one array per column, all of one length, and joins every row
+// on its own request's user id: a batch can hold many users, and the SQL
+// still never lets one reach another's task.
 
 // getTasksSQL returns, for each (user, id) pair, its position in the
 // arrays and the task, when the user has it.
@@ -73,7 +72,7 @@ func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
 		ids.int(w.id)
 		w.task, w.err = Task{}, errNotFound
 	}
-	rows, err := s.getTasks.QueryContext(readContext(ctx), users.String(), ids.String())
+	rows, err := s.getTasks.QueryContext(ctx, users.String(), ids.String())
 	if err != nil {
 		return fmt.Errorf("get tasks: %w", err)
 	}
@@ -169,92 +168,4 @@ func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
 		}
 		return fmt.Errorf("change tasks: a returned row matches no request")
 	})
-}
-
-// listTaskBatchSQL is listTasksSQL and listTasksByCompletedSQL for many
-// lists at once: for each position, its user's tasks (of the completed
-// flag, where one is given), newest first, from OFFSET, at most LIMIT. The
-// LATERAL subquery runs once per position in the arrays' order, so each
-// list's rows come together and in list order; runLists checks that they
-// do rather than trusting it.
-const listTaskBatchSQL = `SELECT q.n, t.*
-FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n)
-CROSS JOIN LATERAL (
-    SELECT ` + taskColumns + ` FROM tasks
-    WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed)
-    ` + orderNewestFirst + `
-    LIMIT q.q_limit OFFSET q.q_offset) AS t`
-
-// sharedListRows is the most tasks a list may have and still be answered
-// from a shared statement; each list's LIMIT there is at most one more,
-// so a longer list is known by its extra row and read again alone. Each
-// answer's buffer is bounded too (listOutput.add), whatever the rows hold.
-const sharedListRows = 256
-
-func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
-	var users, completed, limits, offsets arrayLiteral
-	for _, w := range batch {
-		f := &w.list.filter
-		users.text(w.userID)
-		completed.nullableBool(f.completed)
-		limit := int64(sharedListRows + 1)
-		if f.limit != nil {
-			limit = min(limit, *f.limit)
-		}
-		limits.int(limit)
-		offsets.int(f.offset)
-		w.list.out.reset()
-		w.list.rows, w.list.tooLong = 0, false
-		w.task, w.err = Task{}, nil
-	}
-	rows, err := s.listTaskBatch.QueryContext(readContext(ctx), users.String(), completed.String(), limits.String(), offsets.String())
-	if err != nil {
-		return fmt.Errorf("list tasks: %w", err)
-	}
-	var n int
-	last, previous := 0, Task{} // the row before, and its list's position
-	err = readBatch(rows, "list tasks", []any{&n}, func(row *taskRow) error {
-		t := &row.task
-		if n < 1 || n > len(batch) {
-			return fmt.Errorf("list tasks: row for position %d of %d", n, len(batch))
-		}
-		if n < last || (n == last && !listedAfter(t, &previous)) {
-			return errRerunAlone
-		}
-		last, previous = n, Task{ID: t.ID, CreatedAt: t.CreatedAt}
-		w := batch[n-1]
-		l := &w.list
-		if l.tooLong {
-			return nil
-		}
-		if l.rows++; l.rows > sharedListRows {
-			l.tooLong = true
-			return nil
-		}
-		t.UserID = w.userID
-		err := l.out.add(t, true)
-		if errors.Is(err, errListTooLong) {
-			l.tooLong = true
-			return nil
-		}
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	for _, w := range batch {
-		if w.list.tooLong {
-			w.err = errListTooLong
-		}
-	}
-	return nil
-}
-
-// listedAfter reports whether t comes after previous newest first: older,
-// or as old with a lower id (orderNewestFirst).
-func listedAfter(t, previous *Task) bool {
-	if c := t.CreatedAt.Compare(previous.CreatedAt); c != 0 {
-		return c < 0
-	}
-	return t.ID < previous.ID
 }

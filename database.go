@@ -254,6 +254,24 @@ type statement struct {
 	query string
 	stmt  *sql.Stmt // nil when unprepared
 	conn  queryer   // the pool or a transaction, when unprepared
+	// read: the statement only reads, and runs without its context's
+	// cancellation. A cancellable context costs every statement two
+	// goroutines (database/sql's and lib/pq's watchers) and their
+	// wake-ups, which showed in the open-loop tail of get (README,
+	// Performance). A read never waits on a row lock; what still bounds
+	// it is the connection's own deadline, DB_TIMEOUT after each write to
+	// it (deadlineConn), which ends in the same 503. Writes keep their
+	// cancellation: a write that waits on a row lock must be cancelled,
+	// not left to commit after its client was answered.
+	read bool
+}
+
+// context is ctx as the statement runs under it (see read).
+func (st *statement) context(ctx context.Context) context.Context {
+	if st.read {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 type queryer interface {
@@ -263,6 +281,7 @@ type queryer interface {
 }
 
 func (st *statement) QueryContext(ctx context.Context, args ...any) (*sql.Rows, error) {
+	ctx = st.context(ctx)
 	if st.stmt != nil {
 		return st.stmt.QueryContext(ctx, args...)
 	}
@@ -270,6 +289,7 @@ func (st *statement) QueryContext(ctx context.Context, args ...any) (*sql.Rows, 
 }
 
 func (st *statement) QueryRowContext(ctx context.Context, args ...any) *sql.Row {
+	ctx = st.context(ctx)
 	if st.stmt != nil {
 		return st.stmt.QueryRowContext(ctx, args...)
 	}
@@ -286,9 +306,9 @@ func (st *statement) ExecContext(ctx context.Context, args ...any) (sql.Result, 
 // inTx is the statement within tx.
 func (st *statement) inTx(ctx context.Context, tx *sql.Tx) *statement {
 	if st.stmt != nil {
-		return &statement{query: st.query, stmt: tx.StmtContext(ctx, st.stmt)}
+		return &statement{query: st.query, stmt: tx.StmtContext(ctx, st.stmt), read: st.read}
 	}
-	return &statement{query: st.query, conn: tx}
+	return &statement{query: st.query, conn: tx, read: st.read}
 }
 
 // applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,34 +26,6 @@ var (
 	errPreconditionFailed = &apiError{code: codePreconditionFailed, detail: "the task has changed: If-Match does not name its current ETag"}
 	// errKeyReused: an Idempotency-Key came back with a different body.
 	errKeyReused = validationError(fieldError{"Idempotency-Key", "Idempotency-Key was already used with a different request body"})
-)
-
-// A list statement for each filter and order rather than one with optional
-// parts: each has a plan of its own on its index, and none binds NULL (so
-// pgbench can replay them). ORDER BY names tasks.created_at: a bare name
-// binds to an output column first, and when the columns were
-// created_at::text that sorted every list as text without the index.
-const (
-	orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
-	// orderByTitle is case-insensitive A to Z, then id, on tasks_user_title_idx.
-	orderByTitle = `ORDER BY lower(tasks.title), tasks.id`
-)
-
-// listSQL is a list statement: $1 the user; with byCompleted, $2 the
-// completed flag; then LIMIT and OFFSET.
-func listSQL(byCompleted bool, order string) string {
-	where, next := `user_id = $1`, 2
-	if byCompleted {
-		where, next = `user_id = $1 AND completed = $2`, 3
-	}
-	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, order, next, next+1)
-}
-
-var (
-	listTasksSQL                   = listSQL(false, orderNewestFirst)
-	listTasksByCompletedSQL        = listSQL(true, orderNewestFirst)
-	listTasksByTitleSQL            = listSQL(false, orderByTitle)
-	listTasksByCompletedByTitleSQL = listSQL(true, orderByTitle)
 )
 
 const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks
@@ -182,6 +155,13 @@ func (s *Store) statements() []storeStatement {
 	}
 }
 
+// readStatements are the statements that only read: they run without
+// their context's cancellation (statement.read).
+func (s *Store) readStatements() []**statement {
+	return []**statement{&s.listTasks, &s.listByCompleted, &s.listByTitle, &s.listByDoneTitle,
+		&s.getTask, &s.getTasks, &s.listTaskBatch}
+}
+
 // prepareStore is openStore with prepared statements and no logger.
 func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 	return openStore(ctx, db, true, slog.New(slog.NewJSONHandler(io.Discard, nil)))
@@ -211,8 +191,9 @@ func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logg
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
 	}
+	reads := s.readStatements()
 	for _, st := range s.statements() {
-		*st.stmt = &statement{query: st.query, conn: db}
+		*st.stmt = &statement{query: st.query, conn: db, read: slices.Contains(reads, st.stmt)}
 		if !prepared {
 			continue
 		}
@@ -352,115 +333,14 @@ func (s *Store) Ping(ctx context.Context) error {
 	return s.entered(ctx, func() error { return s.db.PingContext(ctx) })
 }
 
-// listFilter narrows, orders and pages a task list; nil means "not given".
-type listFilter struct {
-	completed *bool
-	byTitle   bool // sort=title; else newest first
-	limit     *int64
-	offset    int64
-}
-
-// noLimit stands for "all rows" in LIMIT, which NULL would also say but
-// pgbench cannot send.
-const noLimit = int64(1<<63 - 1)
-
-// listOutput takes a list's tasks, in list order, as the store reads them.
-type listOutput interface {
-	// add takes the next task; the *Task is reused, so add must not keep
-	// it. With shared, the task comes from a statement shared with other
-	// requests, read on another goroutine: add may then not write to the
-	// client, and returns errListTooLong once the answer outgrows what it
-	// may hold.
-	add(t *Task, shared bool) error
-	// reset drops every task taken, before the list is read again.
-	reset()
-}
-
-// errListTooLong: a list too long to share a statement; the store reads
-// it again alone, streamed. It never reaches a handler.
-var errListTooLong = errors.New("list too long for a shared statement")
-
-// ListTasks hands each of the user's tasks to out, in list order, as the
-// driver reads them: a list never sits in memory as a slice of tasks. A
-// list in the default order that finds every connection busy waits to
-// share a statement with others (batch.go); one too long for that is read
-// again alone. Title-ordered lists always run alone.
-func (s *Store) ListTasks(ctx context.Context, userID string, f listFilter, out listOutput) error {
-	alone := func() error { return s.listAlone(ctx, userID, f, out, false) }
-	if f.byTitle {
-		return s.entered(ctx, alone)
-	}
-	_, err := s.submit(ctx, s.lists, &waiter{userID: userID, list: listRequest{filter: f, out: out}})
-	if errors.Is(err, errListTooLong) {
-		return s.entered(ctx, alone)
-	}
-	return err
-}
-
-// listAlone runs one list's own statement into out, from its start.
-func (s *Store) listAlone(ctx context.Context, userID string, f listFilter, out listOutput, shared bool) error {
-	out.reset()
-	rows, err := s.queryList(ctx, userID, f)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	row := newTaskRow()
-	row.task.UserID = userID
-	for rows.Next() {
-		if err := row.scan(rows); err != nil {
-			return fmt.Errorf("list tasks: %w", err)
-		}
-		if err := out.add(&row.task, shared); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list tasks: %w", err)
-	}
-	return nil
-}
-
-func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sql.Rows, error) {
-	limit := noLimit
-	if f.limit != nil {
-		limit = *f.limit
-	}
-	var rows *sql.Rows
-	var err error
-	all, byCompleted := s.listTasks, s.listByCompleted
-	if f.byTitle {
-		all, byCompleted = s.listByTitle, s.listByDoneTitle
-	}
-	if f.completed != nil {
-		rows, err = byCompleted.QueryContext(readContext(ctx), userID, *f.completed, limit, f.offset)
-	} else {
-		rows, err = all.QueryContext(readContext(ctx), userID, limit, f.offset)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list tasks: %w", err)
-	}
-	return rows, nil
-}
-
 // GetTask returns the user's task id, or errNotFound.
 func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, error) {
 	return s.submit(ctx, s.gets, &waiter{userID: userID, id: id})
 }
 
 func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
-	return scanOne(s.getTask.QueryRowContext(readContext(ctx), userID, id), userID, "get task")
+	return scanOne(s.getTask.QueryRowContext(ctx, userID, id), userID, "get task")
 }
-
-// readContext is ctx without its cancellation, for statements that only
-// read. A cancellable context costs every statement two goroutines
-// (database/sql's and lib/pq's watchers) and their wake-ups, which showed
-// in the open-loop tail of get (README, Performance). A read never waits
-// on a row lock; what still bounds it is the connection's own deadline,
-// DB_TIMEOUT after each write to it (deadlineConn), which ends in the same
-// 503. Writes keep their cancellation: a write that waits on a row lock
-// must be cancelled, not left to commit after its client was answered.
-func readContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // CreateTask stores a new task for the user.
 func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {

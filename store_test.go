@@ -734,7 +734,7 @@ func TestBinaryTimestampsAreWhatPostgreSQLStores(t *testing.T) {
 }
 
 // TestReadEndsAtTheConnectionDeadline: gets and lists run without a
-// cancellable context (readContext), so what ends a read that cannot
+// cancellable context (statement.read), so what ends a read that cannot
 // finish is the connection's own deadline (deadlineConn). With the table
 // locked by DDL in another transaction, a get and a list must each answer
 // 503 at about DB_TIMEOUT, never hang; once the lock is gone, the same

@@ -782,7 +782,7 @@ func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": long})
 	}
-	// Lists read without a cancellable context (readContext): what cuts
+	// Lists read without a cancellable context (statement.read): what cuts
 	// this one off is the connection's deadline, as in the server.
 	cfg := testConfig()
 	cfg.databaseURL, cfg.dbTimeout = testDSN, 200*time.Millisecond

@@ -10,7 +10,7 @@
 # (medians are reported). A seventh, health (GET /healthz: no token, no
 # database), is no target: it shows what net/http, the middleware and wrk
 # cost on their own on this machine, the floor under every other row. Then pgbench -M prepared -j 2 runs the server's
-# own statements (scripts/pgbench, kept identical to store.go by a test) at
+# own statements (scripts/pgbench, kept identical to the server's SQL by a test) at
 # 8, 16 and 64 clients; the best is each scenario's ceiling. Last, the scale
 # check seeds a second database with 10,000 users x 100 tasks, starts a
 # second server on it, and runs get and list against the two servers in

@@ -1,4 +1,4 @@
--- GET /api/tasks: listTasksSQL in store.go, parameters named.
+-- GET /api/tasks: listTasksSQL in list.go, parameters named.
 \set user random(1, :users)
 SELECT id, title, description, completed, timestamptz_send(created_at), timestamptz_send(updated_at), version FROM tasks
 WHERE user_id = :user
