@@ -129,13 +129,12 @@ func (s *Store) queryList(ctx context.Context, userID string, f listFilter) (*sq
 	return rows, nil
 }
 
-// listRequest is a list waiting in a batcher: which tasks, and where they
-// go. rows and tooLong are the batch's count of what it read for it.
+// listRequest is a list waiting in a batcher: which tasks, where they go,
+// and how many rows its batch has read for it.
 type listRequest struct {
-	filter  listFilter
-	out     listOutput
-	rows    int
-	tooLong bool
+	filter listFilter
+	out    listOutput
+	rows   int
 }
 
 // listTaskBatchSQL is listTasksSQL and listTasksByCompletedSQL for many
@@ -171,7 +170,7 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
 		limits.int(limit)
 		offsets.int(f.offset)
 		w.list.out.reset()
-		w.list.rows, w.list.tooLong = 0, false
+		w.list.rows = 0
 		w.task, w.err = Task{}, nil
 	}
 	rows, err := s.listTaskBatch.QueryContext(ctx, users.String(), completed.String(), limits.String(), offsets.String())
@@ -180,7 +179,7 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
 	}
 	var n int
 	last, previous := 0, Task{} // the row before, and its list's position
-	err = readBatch(rows, "list tasks", []any{&n}, func(row *taskRow) error {
+	return readBatch(rows, "list tasks", []any{&n}, func(row *taskRow) error {
 		t := &row.task
 		if n < 1 || n > len(batch) {
 			return fmt.Errorf("list tasks: row for position %d of %d", n, len(batch))
@@ -190,31 +189,21 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
 		}
 		last, previous = n, Task{ID: t.ID, CreatedAt: t.CreatedAt}
 		w := batch[n-1]
-		l := &w.list
-		if l.tooLong {
+		if w.err != nil { // too long already: its other rows are skipped
 			return nil
 		}
-		if l.rows++; l.rows > sharedListRows {
-			l.tooLong = true
+		if w.list.rows++; w.list.rows > sharedListRows {
+			w.err = errListTooLong
 			return nil
 		}
 		t.UserID = w.userID
-		err := l.out.add(t, true)
-		if errors.Is(err, errListTooLong) {
-			l.tooLong = true
-			return nil
+		if err := w.list.out.add(t, true); errors.Is(err, errListTooLong) {
+			w.err = err
+		} else if err != nil {
+			return err
 		}
-		return err
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, w := range batch {
-		if w.list.tooLong {
-			w.err = errListTooLong
-		}
-	}
-	return nil
 }
 
 // listedAfter reports whether t comes after previous newest first: older,
