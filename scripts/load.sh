@@ -20,7 +20,8 @@
 # With PEER='command' (any server of the contract that reads DATABASE_URL,
 # BETTER_AUTH_SECRET and PORT), that server runs too, on a database of its
 # own seeded alike, each scenario of the common contract interleaved with
-# ours run by run, and a table gives the ratios (targets: 1.5x, mixed 1.3x).
+# ours run by run (who goes first alternates round by round), and a table
+# gives the ratios (targets: 1.5x, mixed 1.3x).
 # Last, an open-loop run (vegeta) at half the lower measured maximum for
 # get and list gives p50/p99/p99.9 for each server at the same rate, over
 # the requests after the first second (vegeta's connections opening), and
@@ -175,9 +176,18 @@ peer_scenarios="${LOAD_SCENARIOS:-list get create update mixed health}" # the co
 for round in $(seq 1 "$rounds"); do
 	echo "== round $round of $rounds: $scenarios (${duration}s each)${PEER:+, each beside a run of the peer}"
 	for s in $scenarios; do
-		on_ours && run_wrk "$s" "$duration"
 		if [ -n "$peer_pid" ] && [[ " $peer_scenarios " == *" $s "* ]]; then
-			on_peer && run_wrk "$s" "$duration" "$s.peer"
+			# Who goes first alternates round by round: neither side always
+			# runs on a machine the other has just warmed or left busy.
+			if ((round % 2)); then
+				on_ours && run_wrk "$s" "$duration"
+				on_peer && run_wrk "$s" "$duration" "$s.peer"
+			else
+				on_peer && run_wrk "$s" "$duration" "$s.peer"
+				on_ours && run_wrk "$s" "$duration"
+			fi
+		else
+			on_ours && run_wrk "$s" "$duration"
 		fi
 		case $s in create | mixed) reset ;; esac
 	done
@@ -277,6 +287,12 @@ open_loop() { # open_loop SCENARIO RATE BASE LABEL
 		printf "%-6s %-5s %8d %9.2f %9.2f %10.2f %8d %17s\n", s, l, r, v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1], bad, all }' |
 		tee -a "$tmp/open.$s.$label"
 }
+# The ceiling's pgbench wrote to our database only: its dead rows and
+# dirty pages would be vacuumed and flushed in the middle of our open loop.
+# Both databases start it vacuumed, analyzed and checkpointed.
+psql_todo -c "VACUUM ANALYZE tasks" >/dev/null
+if [ -n "$peer_pid" ]; then psql_db peer -c "VACUUM ANALYZE tasks" >/dev/null; fi
+psql_todo -c CHECKPOINT >/dev/null
 echo
 echo "== open loop: a fixed rate, $rounds interleaved rounds of 1 + ${duration}s (vegeta), medians;"
 echo "   latency in ms of the requests after the first second, while vegeta opens its"
@@ -287,8 +303,9 @@ open_loop_rounds() { # open_loop_rounds SCENARIO: every round of ours and the pe
 	if [ -n "$peer_pid" ]; then lowest=$(awk -v a="$lowest" -v b="$(median "$tmp/$s.peer.runs" 1)" 'BEGIN { print (b < a) ? b : a }'); fi
 	rate=$(awk -v m="$lowest" 'BEGIN { printf "%d", m / 2 }')
 	for round in $(seq 1 "$rounds"); do
+		if [ -n "$peer_pid" ] && ! ((round % 2)); then open_loop "$s" "$rate" "$peer_base" peer >/dev/null; fi
 		open_loop "$s" "$rate" "$base" ours >/dev/null
-		if [ -n "$peer_pid" ]; then open_loop "$s" "$rate" "$peer_base" peer >/dev/null; fi
+		if [ -n "$peer_pid" ] && ((round % 2)); then open_loop "$s" "$rate" "$peer_base" peer >/dev/null; fi
 	done
 }
 open_loop_report() { # open_loop_report SCENARIO LABEL: the medians of its rounds
