@@ -194,7 +194,9 @@ var (
 )
 
 func newRequestID() string {
-	return requestIDPrefix + "-" + strconv.FormatUint(requestCounter.Add(1), 36)
+	var buf [32]byte
+	id := append(append(buf[:0], requestIDPrefix...), '-')
+	return string(strconv.AppendUint(id, requestCounter.Add(1), 36))
 }
 
 // validRequestID accepts a caller's X-Request-ID only when it is safe to
@@ -211,6 +213,11 @@ func validRequestID(id string) bool {
 	}
 	return true
 }
+
+var (
+	nosniff = []string{"nosniff"}
+	noStore = []string{"no-store"}
+)
 
 // statusWriter remembers the status a handler wrote.
 type statusWriter struct {
@@ -246,10 +253,14 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if !validRequestID(info.id) {
 			info.id = newRequestID()
 		}
+		// Canonical keys and shared values, set directly: Header.Set would
+		// allocate a key and a slice for each of them on every request.
+		// net/http copies the values when it writes them, and no one
+		// changes these in place.
 		h := w.Header()
-		h.Set("X-Request-ID", info.id)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cache-Control", "no-store")
+		h["X-Request-Id"] = []string{info.id}
+		h["X-Content-Type-Options"] = nosniff
+		h["Cache-Control"] = noStore
 		if s.draining.Load() {
 			h.Set("Connection", "close") // net/http closes the connection after this answer
 		}

@@ -31,6 +31,9 @@ func setQuotaLimits(ctx context.Context, db *sql.DB, maxTasks, maxBytes int64) e
 // quotaError turns the triggers' quota refusal into the contract's answer;
 // the statement that raised it wrote nothing.
 func quotaError(err error) error {
+	if err == nil {
+		return nil // before pqErr, which escapes: no allocation per answer
+	}
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) && pqErr.Code == quotaExceededCode {
 		return &apiError{code: codeQuotaExceeded, detail: pqErr.Message + " per user (QUOTA_TASKS, QUOTA_BYTES)", cause: err}

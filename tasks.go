@@ -154,7 +154,7 @@ func taskLocation(r *http.Request, id int64) string {
 
 // writeTask answers with one task and its ETag.
 func writeTask(w http.ResponseWriter, status int, t *Task) {
-	w.Header().Set("ETag", t.etag())
+	w.Header()["Etag"] = []string{t.etag()} // Set would canonicalize "ETag" into a new string
 	buf := getBuffer()
 	defer putBuffer(buf)
 	*buf = t.appendJSON((*buf)[:0])
