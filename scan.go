@@ -73,7 +73,7 @@ func scanOne(row *sql.Row, userID, op string) (Task, error) {
 	if err != nil {
 		return Task{}, fmt.Errorf("%s: %w", op, err)
 	}
-	t := r.kept()
+	t := r.task // r is not scanned again: no copy of the description needed
 	t.UserID = userID
 	return t, nil
 }

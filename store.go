@@ -172,22 +172,25 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 // connection as needed; without, nothing is prepared.
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
 	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax, closed: make(chan struct{})}
-	s.gets = &batcher{store: s, op: "get", idle: make(chan struct{}), run: s.runGets,
+	s.gets = &batcher{op: "get", run: s.runGets,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.getTaskEntered(ctx, w.userID, w.id)
 		}}
-	s.creates = &batcher{store: s, op: "create", idle: make(chan struct{}), run: s.runCreates,
+	s.creates = &batcher{op: "create", run: s.runCreates,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.createTaskEntered(ctx, w.userID, w.input)
 		}}
-	s.changes = &batcher{store: s, op: "change", idle: make(chan struct{}), distinct: true, run: s.runChanges,
+	s.changes = &batcher{op: "change", distinct: true, run: s.runChanges,
 		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
 			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
 		}}
-	s.lists = &batcher{store: s, op: "list", idle: make(chan struct{}), run: s.runLists,
+	s.lists = &batcher{op: "list", run: s.runLists,
 		alone: func(ctx context.Context, w *waiter, shared bool) (Task, error) {
 			return Task{}, s.listAlone(ctx, w.userID, w.list.filter, w.list.out, shared)
 		}}
+	for _, b := range s.batchers() {
+		b.store, b.idle = s, make(chan struct{})
+	}
 	if n := db.Stats().MaxOpenConnections; n > 0 {
 		s.queue = make(chan struct{}, n)
 	}

@@ -166,6 +166,18 @@ if [ -n "${PEER:-}" ]; then
 	wait_ready "$peer_base" "$peer_pid" "$tmp/peer.log" || exit 1
 	seed peer "$users" "$per_user" "$tmp/tokens"
 fi
+# sides ROUND [WITH_PEER]: who runs in this round, in order. With the
+# peer, who goes first alternates round by round, so that neither side
+# always runs on a machine the other has just warmed or left busy.
+sides() {
+	if [ -z "${2:-}" ]; then
+		echo ours
+	elif (($1 % 2)); then
+		echo ours peer
+	else
+		echo peer ours
+	fi
+}
 on_ours() { target_base=$base target_pid=$server_pid; }
 on_peer() { target_base=$peer_base target_pid=$peer_pid; }
 echo "== warming up"
@@ -176,19 +188,11 @@ peer_scenarios="${LOAD_SCENARIOS:-list get create update mixed health}" # the co
 for round in $(seq 1 "$rounds"); do
 	echo "== round $round of $rounds: $scenarios (${duration}s each)${PEER:+, each beside a run of the peer}"
 	for s in $scenarios; do
-		if [ -n "$peer_pid" ] && [[ " $peer_scenarios " == *" $s "* ]]; then
-			# Who goes first alternates round by round: neither side always
-			# runs on a machine the other has just warmed or left busy.
-			if ((round % 2)); then
-				on_ours && run_wrk "$s" "$duration"
-				on_peer && run_wrk "$s" "$duration" "$s.peer"
-			else
-				on_peer && run_wrk "$s" "$duration" "$s.peer"
-				on_ours && run_wrk "$s" "$duration"
-			fi
-		else
-			on_ours && run_wrk "$s" "$duration"
-		fi
+		with_peer=
+		if [ -n "$peer_pid" ] && [[ " $peer_scenarios " == *" $s "* ]]; then with_peer=1; fi
+		for side in $(sides "$round" "$with_peer"); do
+			if [ "$side" = ours ]; then on_ours && run_wrk "$s" "$duration"; else on_peer && run_wrk "$s" "$duration" "$s.peer"; fi
+		done
 		case $s in create | mixed) reset ;; esac
 	done
 done
@@ -298,14 +302,14 @@ echo "== open loop: a fixed rate, $rounds interleaved rounds of 1 + ${duration}s
 echo "   latency in ms of the requests after the first second, while vegeta opens its"
 echo "   connections (the last column has the p99 of every request, that second in)"
 open_loop_rounds() { # open_loop_rounds SCENARIO: every round of ours and the peer's
-	local s=$1 lowest rate round
+	local s=$1 lowest rate round side
 	lowest=$(median "$tmp/$s.runs" 1)
 	if [ -n "$peer_pid" ]; then lowest=$(awk -v a="$lowest" -v b="$(median "$tmp/$s.peer.runs" 1)" 'BEGIN { print (b < a) ? b : a }'); fi
 	rate=$(awk -v m="$lowest" 'BEGIN { printf "%d", m / 2 }')
 	for round in $(seq 1 "$rounds"); do
-		if [ -n "$peer_pid" ] && ! ((round % 2)); then open_loop "$s" "$rate" "$peer_base" peer >/dev/null; fi
-		open_loop "$s" "$rate" "$base" ours >/dev/null
-		if [ -n "$peer_pid" ] && ((round % 2)); then open_loop "$s" "$rate" "$peer_base" peer >/dev/null; fi
+		for side in $(sides "$round" "$peer_pid"); do
+			if [ "$side" = ours ]; then open_loop "$s" "$rate" "$base" ours; else open_loop "$s" "$rate" "$peer_base" peer; fi >/dev/null
+		done
 	done
 }
 open_loop_report() { # open_loop_report SCENARIO LABEL: the medians of its rounds
