@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +15,7 @@ import (
 
 // narrowStore is a store over db with a pool of conns connections, so that
 // concurrent requests wait and batches form. It closes with the test.
-func narrowStore(t *testing.T, db *sql.DB, conns int) *Store {
+func narrowStore(t testing.TB, db *sql.DB, conns int) *Store {
 	t.Helper()
 	db.SetMaxOpenConns(conns)
 	store, err := prepareStore(context.Background(), db)
@@ -446,5 +447,126 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 	}
 	if statements, shared := batchesOf(store, "list"); shared == 0 {
 		t.Errorf("list: %d statements, none shared by several requests", statements)
+	}
+}
+
+// The load test's table (scripts/load.sh): 200 users with 50 tasks each,
+// user ids "1" to "200", and user u's tasks numbered (u-1)*50+1 to u*50.
+const loadUsers, loadTasksPerUser = 200, 50
+
+// loadSizedDatabase is a database of its own holding the load test's
+// table, analyzed, so that PostgreSQL plans as it does under load.
+func loadSizedDatabase(t testing.TB) *sql.DB {
+	t.Helper()
+	ctx := context.Background()
+	_, db := openDatabase(t)
+	if err := applySchema(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO tasks (user_id, title, description)
+		SELECT s.u::text, 'task ' || t.i, CASE WHEN t.i % 2 = 0 THEN 'description ' || t.i END
+		FROM generate_series(1, $1::int) AS s(u), generate_series(1, $2::int) AS t(i) ORDER BY s.u, t.i`,
+		loadUsers, loadTasksPerUser); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "ANALYZE tasks"); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// loadRun is one execution of one of the store's statements.
+type loadRun struct {
+	name string
+	st   *statement
+	args []any
+}
+
+// loadRuns are the batch statements, and the single get and list beside
+// them, as run the k-th time on the load test's table: batches of 3 to 8
+// (size, when not 0), each request of a different user.
+func loadRuns(s *Store, k, size int) []loadRun {
+	if size == 0 {
+		size = 3 + k%6
+	}
+	var userIDs, ids, titles, nulls, falses, trues, limits, offsets arrayLiteral
+	for i := range size {
+		u := 1 + (k*7+i*13)%loadUsers
+		userIDs.text(strconv.Itoa(u))
+		ids.int(int64((u-1)*loadTasksPerUser + 1 + i))
+		titles.text("batched")
+		nulls.null()
+		falses.bool(false)
+		trues.bool(true)
+		limits.int(sharedListRows + 1)
+		offsets.int(0)
+	}
+	u := 1 + k%loadUsers
+	return []loadRun{
+		{"get", s.getTask, []any{strconv.Itoa(u), int64((u-1)*loadTasksPerUser + 1)}},
+		{"list", s.listTasks, []any{strconv.Itoa(u), noLimit, int64(0)}},
+		{"get batch", s.getTasks, []any{userIDs.String(), ids.String()}},
+		{"list batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
+		{"change batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
+		{"create batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
+	}
+}
+
+// exec runs the statement and reads every row it answers.
+func (r loadRun) exec(ctx context.Context) error {
+	rows, err := r.st.QueryContext(ctx, r.args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", r.name, err)
+	}
+	return nil
+}
+
+// TestBatchStatementsKeepGenericPlans runs each of loadRuns a dozen times
+// on one connection over the load test's table, and asks PostgreSQL how it
+// planned them: after its five trial custom plans each must settle on the
+// generic one, or every execution pays the planner again (see batchsql.go).
+func TestBatchStatementsKeepGenericPlans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := loadSizedDatabase(t)
+	store := narrowStore(t, db, 1) // one connection: the plan cache asked about is the one used
+	const executions = 12
+	for k := range executions {
+		for _, r := range loadRuns(store, k, 0) {
+			if err := r.exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rows, err := db.QueryContext(ctx, "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	plans := map[string][2]int64{}
+	for rows.Next() {
+		var query string
+		var generic, custom int64
+		if err := rows.Scan(&query, &generic, &custom); err != nil {
+			t.Fatal(err)
+		}
+		plans[query] = [2]int64{generic, custom}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range loadRuns(store, 0, 0) {
+		p, ok := plans[r.st.query]
+		if !ok {
+			t.Errorf("%s: not among the connection's prepared statements", r.name)
+		} else if p[0]+p[1] != executions || p[1] > 5 {
+			t.Errorf("%s: %d generic and %d custom plans in %d executions; want at most 5 custom", r.name, p[0], p[1], executions)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,5 +153,23 @@ func BenchmarkVerifyCached(b *testing.B) {
 		if _, err := c.verify(v, token, pinnedNow); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkStatements runs each of loadRuns (batch_test.go) on one
+// connection over the load test's table, batches of 5: what PostgreSQL
+// and the round trip cost one statement, planning included. A batch's
+// ns/op over the single get's says what coalescing five gets saves.
+func BenchmarkStatements(b *testing.B) {
+	ctx := context.Background()
+	store := narrowStore(b, loadSizedDatabase(b), 1)
+	for i, r := range loadRuns(store, 0, 5) {
+		b.Run(strings.ReplaceAll(r.name, " ", "_"), func(b *testing.B) {
+			for k := range b.N {
+				if err := loadRuns(store, k, 5)[i].exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -144,7 +144,8 @@ type listRequest struct {
 // list's rows come together and in list order; runLists checks that they
 // do rather than trusting it.
 const listTaskBatchSQL = `SELECT q.n, t.*
-FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::bigint[]) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n)
+FROM unnest((SELECT $1::text[]), (SELECT $2::boolean[]), (SELECT $3::bigint[]), (SELECT $4::bigint[]))
+    WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n)
 CROSS JOIN LATERAL (
     SELECT ` + taskColumns + ` FROM tasks
     WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed)

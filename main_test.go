@@ -102,7 +102,7 @@ func withDatabase(dsn, name string) string {
 }
 
 // createDatabase makes an empty database for a test that needs one to itself.
-func createDatabase(t *testing.T) string {
+func createDatabase(t testing.TB) string {
 	t.Helper()
 	name := "todo_test_" + randomHex(6)
 	if _, err := testDB.Exec("CREATE DATABASE " + name); err != nil {
@@ -113,7 +113,7 @@ func createDatabase(t *testing.T) string {
 }
 
 // openDatabase is createDatabase with a pool open on it for the test.
-func openDatabase(t *testing.T) (string, *sql.DB) {
+func openDatabase(t testing.TB) (string, *sql.DB) {
 	t.Helper()
 	dsn := createDatabase(t)
 	db, err := sql.Open("postgres", dsn)

@@ -369,13 +369,15 @@ if [ "$scale" = 1 ]; then
 		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id, timestamptz_send(created_at) FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT \$3 OFFSET \$4" \
 		-c "PREPARE update_task(text, bigint) AS UPDATE tasks SET version = version + 1 WHERE user_id = \$1 AND id = \$2 AND (NOT false OR version = ANY('{}'::bigint[]))" \
 		-c "PREPARE delete_task(text, bigint) AS DELETE FROM tasks WHERE user_id = \$1 AND id = \$2" \
-		-c "PREPARE list_batch(text[], boolean[], bigint[], bigint[]) AS SELECT q.n, t.id FROM unnest(\$1, \$2, \$3, \$4) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n) CROSS JOIN LATERAL (SELECT id FROM tasks WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed) ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT q.q_limit OFFSET q.q_offset) AS t" \
+		-c "PREPARE list_batch(text[], boolean[], bigint[], bigint[]) AS SELECT q.n, t.id FROM unnest((SELECT \$1), (SELECT \$2), (SELECT \$3), (SELECT \$4)) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n) CROSS JOIN LATERAL (SELECT id FROM tasks WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed) ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT q.q_limit OFFSET q.q_offset) AS t" \
+		-c "PREPARE get_batch(text[], bigint[]) AS SELECT q.n, tasks.id FROM unnest((SELECT \$1), (SELECT \$2)) WITH ORDINALITY AS q(q_user, q_id, n) JOIN tasks ON tasks.user_id = q.q_user AND tasks.id = q.q_id" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_completed('5000', true, 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_task('5000', 499950)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950)" \
-		-c "EXPLAIN (COSTS OFF) EXECUTE list_batch('{5000,5001}', '{NULL,true}', '{50,50}', '{0,0}')" | sed 's/^/  /'
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_batch('{5000,5001}', '{NULL,true}', '{50,50}', '{0,0}')" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE get_batch('{5000,5001}', '{499950,500050}')" | sed 's/^/  /'
 fi
 
 echo
