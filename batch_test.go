@@ -450,31 +450,6 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 	}
 }
 
-// The load test's table (scripts/load.sh): 200 users with 50 tasks each,
-// user ids "1" to "200", and user u's tasks numbered (u-1)*50+1 to u*50.
-const loadUsers, loadTasksPerUser = 200, 50
-
-// loadSizedDatabase is a database of its own holding the load test's
-// table, analyzed, so that PostgreSQL plans as it does under load.
-func loadSizedDatabase(t testing.TB) *sql.DB {
-	t.Helper()
-	ctx := context.Background()
-	_, db := openDatabase(t)
-	if err := applySchema(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO tasks (user_id, title, description)
-		SELECT s.u::text, 'task ' || t.i, CASE WHEN t.i % 2 = 0 THEN 'description ' || t.i END
-		FROM generate_series(1, $1::int) AS s(u), generate_series(1, $2::int) AS t(i) ORDER BY s.u, t.i`,
-		loadUsers, loadTasksPerUser); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, "ANALYZE tasks"); err != nil {
-		t.Fatal(err)
-	}
-	return db
-}
-
 // loadRun is one execution of one of the store's statements.
 type loadRun struct {
 	name string

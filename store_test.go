@@ -496,21 +496,7 @@ func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
 func TestStatementsUseTheirIndexes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	// A database of its own, seeded like make load's (200 users x 50 tasks,
-	// a third completed) and analysed: on the shared test database the
-	// statistics change with every other test, and on a near-empty table
-	// the planner may rightly prefer any index plus a sort.
-	_, db := openDatabase(t)
-	if err := applySchema(ctx, db); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO tasks (user_id, title, completed)
-		SELECT s.u::text, 'task ' || t.i, t.i % 3 = 0 FROM generate_series(1, 200) s(u), generate_series(1, 50) t(i)`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, "ANALYZE tasks"); err != nil {
-		t.Fatal(err)
-	}
+	db := loadSizedDatabase(t)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
