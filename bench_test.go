@@ -158,8 +158,9 @@ func BenchmarkVerifyCached(b *testing.B) {
 
 // BenchmarkStatements runs each of loadRuns (batch_test.go) on one
 // connection over the load test's table, batches of 5: what PostgreSQL
-// and the round trip cost one statement, planning included. A batch's
-// ns/op over the single get's says what coalescing five gets saves.
+// and the round trip cost one statement, planning included. The get
+// batch's ns/op against five times the single get's is what coalescing
+// five gets saves.
 func BenchmarkStatements(b *testing.B) {
 	ctx := context.Background()
 	store := narrowStore(b, loadSizedDatabase(b), 1)

@@ -125,8 +125,9 @@ func openDatabase(t testing.TB) (string, *sql.DB) {
 }
 
 // The load test's table (scripts/load.sh): 200 users with 50 tasks each,
-// user ids "1" to "200", and user u's tasks numbered (u-1)*50+1 to u*50;
-// every other one has a description, every third is completed.
+// user ids "1" to "200", user u's tasks numbered (u-1)*50+1 to u*50, every
+// other one with a description. Here every third is also completed, so
+// that a list by completed has rows of both kinds to plan for.
 const loadUsers, loadTasksPerUser = 200, 50
 
 // loadSizedDatabase is a database of its own holding the load test's
