@@ -480,10 +480,10 @@ func loadRuns(s *Store, k, size int) []loadRun {
 	return []loadRun{
 		{"get", s.getTask, []any{strconv.Itoa(u), int64((u-1)*loadTasksPerUser + 1)}},
 		{"list", s.listTasks, []any{strconv.Itoa(u), noLimit, int64(0)}},
-		{"get batch", s.getTasks, []any{userIDs.String(), ids.String()}},
-		{"list batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
-		{"change batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
-		{"create batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
+		{"get_batch", s.getTasks, []any{userIDs.String(), ids.String()}},
+		{"list_batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
+		{"change_batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
+		{"create_batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
 	}
 }
 

@@ -459,6 +459,9 @@ func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
 		{"toggle.sql", toggleCompletedSQL, []string{"user", "id", "has_condition", "versions"}},
 		{"list_title.sql", listTasksByTitleSQL, []string{"user", "limit", "offset"}},
 		{"delete.sql", deleteTaskSQL, []string{"user", "id", "has_condition", "versions"}},
+		{"list_completed.sql", listTasksByCompletedSQL, []string{"user", "completed", "limit", "offset"}},
+		{"get_batch.sql", getTasksSQL, []string{"batch_users", "batch_ids"}},
+		{"list_batch.sql", listTaskBatchSQL, []string{"batch_users", "batch_completed", "batch_limits", "batch_offsets"}},
 	}
 	normalize := func(s string) string { return strings.Join(strings.Fields(s), " ") }
 	for _, s := range scripts {

@@ -150,6 +150,20 @@ pgbench_tps() { # pgbench_tps CLIENTS SCRIPT-ARGS...
 		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
 }
 
+# statement_of SCRIPT NAME...: the statement in scripts/pgbench/SCRIPT,
+# which TestPgbenchScriptsAreTheServersSQL keeps identical to the server's,
+# with each :NAME made the parameter of its place: $1, $2, ...
+statement_of() {
+	local sql i=1 name
+	sql=$(grep -v -e '^\\' -e '^--' "scripts/pgbench/$1" | sed 's/;$//')
+	shift
+	for name in "$@"; do
+		sql=$(printf '%s\n' "$sql" | sed "s/:$name\\b/\$$i/g")
+		i=$((i + 1))
+	done
+	printf '%s\n' "$sql"
+}
+
 seed todo "$users" "$per_user" "$tmp/tokens"
 start_server todo "$port"
 server_pid=$started_pid target_pid=$started_pid
@@ -364,18 +378,18 @@ if [ "$scale" = 1 ]; then
 	echo
 	echo "== plans at 1,000,000 rows (generic plans, as the server's prepared statements run)"
 	psql_db todo_scale -c "SET plan_cache_mode = force_generic_plan" \
-		-c "PREPARE list_tasks(text, bigint, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/list.sql | sed 's/:user/$1/; s/:limit/$2/; s/:offset/$3/; s/;$//')" \
-		-c "PREPARE get_task(text, bigint) AS $(sed -n '/^SELECT/,/;$/p' scripts/pgbench/get.sql | sed 's/:user/$1/; s/:id/$2/; s/;$//')" \
-		-c "PREPARE list_completed(text, boolean, bigint, bigint) AS SELECT id, timestamptz_send(created_at) FROM tasks WHERE user_id = \$1 AND completed = \$2 ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT \$3 OFFSET \$4" \
-		-c "PREPARE update_task(text, bigint) AS UPDATE tasks SET version = version + 1 WHERE user_id = \$1 AND id = \$2 AND (NOT false OR version = ANY('{}'::bigint[]))" \
-		-c "PREPARE delete_task(text, bigint) AS DELETE FROM tasks WHERE user_id = \$1 AND id = \$2" \
-		-c "PREPARE list_batch(text[], boolean[], bigint[], bigint[]) AS SELECT q.n, t.id FROM unnest((SELECT \$1), (SELECT \$2), (SELECT \$3), (SELECT \$4)) WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n) CROSS JOIN LATERAL (SELECT id FROM tasks WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed) ORDER BY tasks.created_at DESC, tasks.id DESC LIMIT q.q_limit OFFSET q.q_offset) AS t" \
-		-c "PREPARE get_batch(text[], bigint[]) AS SELECT q.n, tasks.id FROM unnest((SELECT \$1), (SELECT \$2)) WITH ORDINALITY AS q(q_user, q_id, n) JOIN tasks ON tasks.user_id = q.q_user AND tasks.id = q.q_id" \
+		-c "PREPARE list_tasks AS $(statement_of list.sql user limit offset)" \
+		-c "PREPARE list_completed AS $(statement_of list_completed.sql user completed limit offset)" \
+		-c "PREPARE get_task AS $(statement_of get.sql user id)" \
+		-c "PREPARE update_task AS $(statement_of update.sql user id has_condition versions title description_set description completed)" \
+		-c "PREPARE delete_task AS $(statement_of delete.sql user id has_condition versions)" \
+		-c "PREPARE list_batch AS $(statement_of list_batch.sql batch_users batch_completed batch_limits batch_offsets)" \
+		-c "PREPARE get_batch AS $(statement_of get_batch.sql batch_users batch_ids)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_completed('5000', true, 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_task('5000', 499950)" \
-		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950)" \
-		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950, false, '{}', 'load', false, NULL, NULL)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950, false, '{}')" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_batch('{5000,5001}', '{NULL,true}', '{50,50}', '{0,0}')" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_batch('{5000,5001}', '{499950,500050}')" | sed 's/^/  /'
 fi
