@@ -37,7 +37,7 @@ type waiter struct {
 	id     int64           // get and change
 	input  taskInput       // create
 	change changeFields    // change
-	list   listRequest     // list
+	list   *listPage       // list
 	since  time.Time       // when it began to wait, for the queue's metrics
 	ctx    context.Context // the request's, for its deadline
 	done   chan struct{}   // closed when task and err hold its outcome
@@ -64,9 +64,8 @@ type batcher struct {
 	// (an UPDATE ... FROM would apply only one of them).
 	distinct bool
 	run      func(ctx context.Context, batch []*waiter) error
-	// alone runs one waiter's own statement. shared: on a batch's
-	// goroutine, not the request's own (a list may then not stream).
-	alone func(ctx context.Context, w *waiter, shared bool) (Task, error)
+	// alone runs one waiter's own statement.
+	alone func(ctx context.Context, w *waiter) (Task, error)
 
 	mu      sync.Mutex
 	waiting []*waiter
@@ -85,7 +84,7 @@ var batchSizeBounds = [...]int{1, 2, 4, 8, 16, 32}
 // next statement of its kind.
 func (s *Store) submit(ctx context.Context, b *batcher, w *waiter) (t Task, err error) {
 	alone := func() (err error) {
-		t, err = b.alone(ctx, w, false)
+		t, err = b.alone(ctx, w)
 		return err
 	}
 	switch {
@@ -220,7 +219,7 @@ func (b *batcher) execute(batch []*waiter) {
 	b.observe(len(batch))
 	var err error
 	if len(batch) == 1 {
-		batch[0].task, batch[0].err = b.alone(ctx, batch[0], true)
+		batch[0].task, batch[0].err = b.alone(ctx, batch[0])
 	} else {
 		err = b.run(ctx, batch)
 	}
@@ -231,7 +230,7 @@ func (b *batcher) execute(batch []*waiter) {
 		// its own answer (one over quota no longer fails the others).
 		b.fallbacks.Add(1)
 		for _, w := range batch {
-			w.task, w.err = b.alone(ctx, w, true)
+			w.task, w.err = b.alone(ctx, w)
 		}
 	default:
 		for _, w := range batch {

@@ -351,13 +351,22 @@ func TestBatchingOff(t *testing.T) {
 	}
 }
 
-// listThrough lists as the handler does, into a listAnswer over a
-// recorder, and returns the whole JSON array.
+// listThrough lists as the handler does, page by page into a listAnswer
+// over a recorder, and returns the whole JSON array.
 func listThrough(ctx context.Context, store *Store, userID string, f listFilter) (string, error) {
 	rec := httptest.NewRecorder()
-	answer := &listAnswer{w: rec}
-	if err := store.ListTasks(ctx, userID, f, answer); err != nil {
-		return "", err
+	answer := newListAnswer(rec, nil)
+	list := store.List(userID, f)
+	for done := false; !done; {
+		var err error
+		if done, err = list.NextPage(ctx, answer); err != nil {
+			return "", err
+		}
+		if !done {
+			if err := answer.send(time.Minute); err != nil {
+				return "", err
+			}
+		}
 	}
 	return rec.Body.String() + string(answer.body) + "]", nil
 }
@@ -365,7 +374,7 @@ func listThrough(ctx context.Context, store *Store, userID string, f listFilter)
 // TestListBatchGivesEachItsOwnList: while the only connection is held,
 // lists of many users (filters, limits, offsets, the same user twice, a
 // user with no tasks, one list too long by rows and one too long by bytes
-// to share a statement) queue up and run as shared statements. Each must
+// for its first page) queue up and run as shared statements. Each must
 // be byte for byte what the same list gives alone.
 func TestListBatchGivesEachItsOwnList(t *testing.T) {
 	t.Parallel()
@@ -382,13 +391,13 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 		}
 	}
 	manyRows, bigRows := newUser(t), newUser(t)
-	for i := range sharedListRows + 4 {
+	for i := range firstPageRows + 4 {
 		if _, err := testStore.CreateTask(ctx, manyRows, taskInput{title: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	big := strings.Repeat("x", 9000)
-	for range 5 { // about 45 KB: over listChunkBytes, so streamed alone
+	for range 9 { // about 81 KB: more than a page
 		if _, err := testStore.CreateTask(ctx, bigRows, taskInput{title: "big", description: &big}); err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +421,7 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 	cases = append(cases,
 		listCase{newUser(t), listFilter{}},
 		listCase{manyRows, listFilter{}},
-		listCase{manyRows, listFilter{limit: &one, offset: sharedListRows}},
+		listCase{manyRows, listFilter{limit: &one, offset: firstPageRows}},
 		listCase{bigRows, listFilter{}},
 	)
 	want := make([]string, len(cases))
@@ -442,7 +451,7 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 			t.Errorf("list %d (%+v): %v\n got %.300s\nwant %.300s", i, c.filter, errs[i], got[i], want[i])
 		}
 	}
-	if !strings.Contains(want[len(cases)-1], big) || strings.Count(want[len(cases)-3], `"id":`) != sharedListRows+4 {
+	if !strings.Contains(want[len(cases)-1], big) || strings.Count(want[len(cases)-3], `"id":`) != firstPageRows+4 {
 		t.Error("the too-long lists are not what the test meant them to be")
 	}
 	if statements, shared := batchesOf(store, "list"); shared == 0 {
@@ -473,7 +482,7 @@ func loadRuns(s *Store, k, size int) []loadRun {
 		nulls.null()
 		falses.bool(false)
 		trues.bool(true)
-		limits.int(sharedListRows + 1)
+		limits.int(firstPageRows + 1)
 		offsets.int(0)
 	}
 	u := 1 + k%loadUsers

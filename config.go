@@ -20,9 +20,12 @@ type config struct {
 	cors        corsPolicy
 	logLevel    slog.Level
 	dbTimeout   time.Duration
-	dbWait      time.Duration
-	dbMaxConns  int
-	dbBatchMax  int // DB_BATCH_MAX: requests per coalesced statement; 1 is off
+	// clientStallTimeout: how long a client may take to accept one piece
+	// of a streamed answer before it is cut (CLIENT_STALL_TIMEOUT).
+	clientStallTimeout time.Duration
+	dbWait             time.Duration
+	dbMaxConns         int
+	dbBatchMax         int // DB_BATCH_MAX: requests per coalesced statement; 1 is off
 	// dbPreparedStatements: false sends every statement unnamed, for a
 	// pooler in transaction mode that cannot hold prepared statements.
 	dbPreparedStatements bool
@@ -153,6 +156,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		value  time.Duration
 	}{
 		{"DB_TIMEOUT", &cfg.dbTimeout, 5 * time.Second},
+		{"CLIENT_STALL_TIMEOUT", &cfg.clientStallTimeout, 10 * time.Second},
 		{"DB_WAIT", &cfg.dbWait, 30 * time.Second},
 		{"SHUTDOWN_TIMEOUT", &cfg.shutdownTimeout, 15 * time.Second},
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -117,17 +118,58 @@ func parseTaskID(r *http.Request) (int64, bool) {
 	return parsePositiveDecimal(r.PathValue("id"))
 }
 
+// parseQuery reads a query string as url.ParseQuery does, but drops
+// nothing: Go's parser silently skips a pair it cannot percent-decode or
+// that holds a ";", so ?limit=%zz or ?limit=1;limit=2 would answer the
+// whole list. Each such pair is a fieldError naming it instead.
+func parseQuery(raw string) (url.Values, []fieldError) {
+	values := url.Values{}
+	var errs []fieldError
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		if strings.Contains(pair, ";") {
+			errs = append(errs, fieldError{"query", "the query string must not contain ';' (separate parameters with '&')"})
+			continue
+		}
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			errs = append(errs, fieldError{clipName(rawName), "the parameter name " + strconv.Quote(clipName(rawName)) + " is not valid percent-encoding"})
+			continue
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			errs = append(errs, fieldError{clipName(name), clipName(name) + " is not valid percent-encoding"})
+			continue
+		}
+		values[name] = append(values[name], value)
+	}
+	return values, errs
+}
+
+// clipName bounds a parameter name quoted back in an error body.
+func clipName(name string) string {
+	const most = 64
+	if len(name) <= most {
+		return name
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(name[cut]) {
+		cut--
+	}
+	return name[:cut] + "..."
+}
+
 // parseListFilter reads completed, status, sort, limit and offset; each may
-// appear once, and completed and status not together. A ";" anywhere in the
-// query is refused: Go's parser drops such pairs silently, so
-// ?limit=1;limit=2 would otherwise answer the whole list.
+// appear once, and completed and status not together. Other names are
+// ignored, but nothing in the query is dropped silently (parseQuery).
 func parseListFilter(r *http.Request) (listFilter, error) {
 	var f listFilter
-	var errs []fieldError
-	if strings.Contains(r.URL.RawQuery, ";") {
-		return listFilter{}, validationError(fieldError{"query", "the query string must not contain ';' (separate parameters with '&')"})
-	}
-	query := r.URL.Query()
+	query, errs := parseQuery(r.URL.RawQuery)
 	single := func(name string) (string, bool) {
 		values, ok := query[name]
 		if !ok {

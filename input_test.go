@@ -73,3 +73,32 @@ func TestBodyTextIsNeverRewritten(t *testing.T) {
 		t.Errorf("surrogate pair stored as %q", got.Title)
 	}
 }
+
+// TestListQueryDropsNothing: a list parameter whose name or value cannot
+// be percent-decoded is a 422 naming it, never a list as if it were not
+// there; and a repeat is a 422 even when one copy cannot be decoded.
+func TestListQueryDropsNothing(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	mustCreate(t, srv, token, map[string]any{"title": "open"})
+	mustCreate(t, srv, token, map[string]any{"title": "done", "completed": true})
+	for _, c := range []struct{ query, field string }{
+		{"limit=%zz", "limit"},
+		{"limit=1%", "limit"},
+		{"completed=tru%e", "completed"},
+		{"status=complete%", "status"},
+		{"limit=1&limit=%zz", "limit"},
+		{"lim%zzit=1", "lim%zzit"},
+		{"limit=1;limit=2", "query"},
+	} {
+		res := srv.request(t, "GET", "/api/tasks?"+c.query, token, nil)
+		wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+		if !strings.Contains(string(res.body), `"field":"`+c.field+`"`) {
+			t.Errorf("?%s: 422 does not name %s: %s", c.query, c.field, res.body)
+		}
+	}
+	if res := srv.request(t, "GET", "/api/tasks?completed=tr%75e&unknown=x", token, nil); len(decodeTasks(t, res)) != 1 {
+		t.Errorf("a well-escaped filter beside an unknown parameter: %s", res)
+	}
+}

@@ -190,7 +190,7 @@ func testConfig() config {
 	if err != nil {
 		panic(err)
 	}
-	return config{tokens: tokenSettings{secret: []byte(testSecret)}, cors: cors, dbTimeout: 5 * time.Second, logLevel: slog.LevelDebug}
+	return config{tokens: tokenSettings{secret: []byte(testSecret)}, cors: cors, dbTimeout: 5 * time.Second, clientStallTimeout: 10 * time.Second, logLevel: slog.LevelDebug}
 }
 
 // testServer is the real handler stack over the test database.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // The layers newServer wraps around the routes, outermost last: routing
@@ -286,68 +287,99 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 		if !s.logger.Enabled(r.Context(), level) {
 			return
 		}
-		if status == http.StatusUnauthorized {
-			logIt, suppressed := s.unauthorizedLog.admit(time.Now())
-			if suppressed > 0 {
-				s.logger.Warn("401 answers not logged one by one", "count", suppressed, "per", unauthorizedLogWindow.String())
-			}
-			if !logIt {
+		if info.userID == "" && status >= 400 && status < 500 || status == http.StatusTooManyRequests {
+			if !s.unauthenticatedLog.admit(time.Now()) {
 				return
 			}
 		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", clip(r.URL.Path)),
 			slog.Int("status", status),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("request_id", info.id),
 		}
 		if info.userID != "" {
-			attrs = append(attrs, slog.String("user_id", info.userID))
+			attrs = append(attrs, slog.String("user_id", clip(info.userID)))
 		}
 		if info.authFailure != nil {
-			attrs = append(attrs, slog.String("auth_error", info.authFailure.Error()))
+			attrs = append(attrs, slog.String("auth_error", clip(info.authFailure.Error())))
 		}
 		if info.err != nil {
-			attrs = append(attrs, slog.String("error", info.err.Error()))
+			attrs = append(attrs, slog.String("error", clip(info.err.Error())))
 		}
 		s.logger.LogAttrs(r.Context(), level, "request", attrs...)
 	})
 }
 
-// unauthorizedLogWindow and unauthorizedLogLines bound the log under a
-// flood of bad tokens: in each window the first lines are written in full
-// (so a single 401 can be found by its request id), the rest only counted,
-// and the count is logged when the next window begins. Metrics count every
-// one (todo_auth_failures_total).
+// floodLogWindow and floodLogLines bound the log under a flood of
+// answers nobody is signed in for (401s, and 404s, 405s and 400s given
+// before authentication) and of 429s: in each window the first lines are
+// written in full (so a single one can be found by its request id), the
+// rest only counted, and the count is logged as the window ends. Metrics
+// count every one.
 const (
-	unauthorizedLogWindow = time.Second
-	unauthorizedLogLines  = 10
+	floodLogWindow = time.Second
+	floodLogLines  = 10
 )
 
-// logBudget admits a bounded number of log lines per window.
+// logBudget admits a bounded number of log lines per window, and has
+// report called with the count of those it refused when the window ends.
 type logBudget struct {
+	report func(suppressed int)
+
 	mu          sync.Mutex
 	windowStart time.Time
 	logged      int
 	suppressed  int
+	reporting   bool // a timer will report suppressed
 }
 
-// admit reports whether a line may be logged now, and how many lines the
-// window just ended suppressed (to be reported once).
-func (b *logBudget) admit(now time.Time) (bool, int) {
+// admit reports whether a line may be logged now.
+func (b *logBudget) admit(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	report := 0
-	if now.Sub(b.windowStart) >= unauthorizedLogWindow {
-		report, b.suppressed, b.logged, b.windowStart = b.suppressed, 0, 0, now
+	if now.Sub(b.windowStart) >= floodLogWindow {
+		b.windowStart, b.logged = now, 0
 	}
-	if b.logged < unauthorizedLogLines {
+	if b.logged < floodLogLines {
 		b.logged++
-		return true, report
+		return true
 	}
 	b.suppressed++
-	return false, report
+	if !b.reporting {
+		b.reporting = true
+		time.AfterFunc(b.windowStart.Add(floodLogWindow).Sub(now), b.flush)
+	}
+	return false
+}
+
+// flush reports the lines refused since the last report.
+func (b *logBudget) flush() {
+	b.mu.Lock()
+	n := b.suppressed
+	b.suppressed, b.reporting = 0, false
+	b.mu.Unlock()
+	if n > 0 && b.report != nil {
+		b.report(n)
+	}
+}
+
+// maxLoggedBytes is the most of a path, user id or error message a log
+// line holds; a longer one is cut, its full length noted.
+const maxLoggedBytes = 256
+
+// clip cuts s to maxLoggedBytes, on a character boundary, and notes how
+// long it was.
+func clip(s string) string {
+	if len(s) <= maxLoggedBytes {
+		return s
+	}
+	cut := maxLoggedBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "...(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // countRequest feeds one answered request to the metrics.

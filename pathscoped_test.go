@@ -322,3 +322,24 @@ func TestPathScopedMetricsAndRateLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryUserIDRoundTrips: a path-scoped create's Location GETs back
+// the task for user ids a URL resolver would rewrite ("." and "..") and
+// for ones that need escaping.
+func TestEveryUserIDRoundTrips(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	for _, user := range []string{".", "..", "...", "a/b", "%2E", "é ?#"} {
+		token := mustToken(t, user)
+		res := srv.request(t, "POST", "/api/"+pathSegment(user)+"/tasks", token, map[string]any{"title": "round trip"})
+		if res.status != http.StatusCreated {
+			t.Fatalf("user %q: create = %s", user, res)
+		}
+		created := decodeTask(t, res)
+		location := res.header.Get("Location")
+		got := srv.request(t, "GET", location, token, nil)
+		if got.status != http.StatusOK || decodeTask(t, got).ID != created.ID {
+			t.Errorf("user %q: GET %s = %s; want the created task", user, location, got)
+		}
+	}
+}

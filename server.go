@@ -29,8 +29,12 @@ type server struct {
 	// draining is set when shutdown begins: /readyz answers 503, and every
 	// answer says Connection: close.
 	draining atomic.Bool
-	// unauthorizedLog bounds the log lines of 401s under a flood.
-	unauthorizedLog logBudget
+	// unauthenticatedLog bounds the log lines of answers to requests
+	// nobody is signed in for, and of 429s, under a flood.
+	unauthenticatedLog logBudget
+	// clientStall is how long a client may take to accept one piece of
+	// a streamed answer (CLIENT_STALL_TIMEOUT).
+	clientStall time.Duration
 }
 
 // newServer builds the whole HTTP handler: middleware around the routes.
@@ -44,14 +48,18 @@ func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg co
 // starts on SIGTERM.
 func buildServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) (*server, http.Handler) {
 	s := &server{
-		logger:    logger,
-		store:     store,
-		verifier:  verifier,
-		cors:      cfg.cors,
-		limiter:   newRateLimiter(cfg.rateLimitRPS, cfg.rateLimitBurst),
-		metrics:   stats,
-		dbTimeout: cfg.dbTimeout,
-		now:       time.Now,
+		logger:      logger,
+		store:       store,
+		verifier:    verifier,
+		cors:        cfg.cors,
+		limiter:     newRateLimiter(cfg.rateLimitRPS, cfg.rateLimitBurst),
+		metrics:     stats,
+		dbTimeout:   cfg.dbTimeout,
+		clientStall: cfg.clientStallTimeout,
+		now:         time.Now,
+	}
+	s.unauthenticatedLog.report = func(n int) {
+		logger.Warn("answers not logged one by one: to requests nobody is signed in for, or over the rate limit", "count", n, "per", floodLogWindow.String())
 	}
 	if cfg.clock != nil {
 		s.now = cfg.clock
@@ -202,10 +210,19 @@ func drain(ctx context.Context, s *server, lameDuck time.Duration, srv *http.Ser
 	case <-ctx.Done():
 		return srv.Close()
 	}
-	for conns.countNew() > 0 && ctx.Err() == nil {
+	for conns.count(http.StateNew) > 0 && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
-	return srv.Shutdown(ctx)
+	if err := srv.Shutdown(ctx); err == nil || ctx.Err() == nil {
+		return err
+	}
+	// SHUTDOWN_TIMEOUT is up: what is still running (a client that takes
+	// no answer, a request stuck on the database) is cut, and the drain
+	// has still done what it promises.
+	busy := conns.count(http.StateActive)
+	s.logger.Warn("shutdown: cut the connections still busy at SHUTDOWN_TIMEOUT", "connections", busy)
+	srv.Close()
+	return nil
 }
 
 // drainingListener, once drained, keeps accepting for a moment, so that
@@ -214,8 +231,6 @@ func drain(ctx context.Context, s *server, lameDuck time.Duration, srv *http.Ser
 type drainingListener struct {
 	net.Listener
 	draining atomic.Bool
-	// unauthorizedLog bounds the log lines of 401s under a flood.
-	unauthorizedLog logBudget
 }
 
 const drainAcceptWindow = 100 * time.Millisecond
@@ -257,12 +272,13 @@ func (t *connTracker) track(c net.Conn, state http.ConnState) {
 	t.states[c] = state
 }
 
-func (t *connTracker) countNew() int {
+// count is how many connections are in state.
+func (t *connTracker) count(state http.ConnState) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for _, state := range t.states {
-		if state == http.StateNew {
+	for _, s := range t.states {
+		if s == state {
 			n++
 		}
 	}

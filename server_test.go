@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRouting(t *testing.T) {
@@ -118,5 +120,43 @@ func TestPanicIsContractError(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "boom: secret internals") || !strings.Contains(logs.String(), "stack") {
 		t.Errorf("panic not logged with its stack:\n%s", logs)
+	}
+}
+
+// TestUnauthenticatedErrorsShareTheLogBudget: a flood of 404s for long
+// paths nobody signed in for writes a bounded log, each path cut to
+// maxLoggedBytes with its length noted; and the count of lines not
+// written appears about a second after the flood ends, with no later
+// request to carry it.
+func TestUnauthenticatedErrorsShareTheLogBudget(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	long := strings.Repeat("a", 60<<10)
+	start := time.Now()
+	for i := range 120 {
+		path := "/" + long
+		if i%2 == 0 {
+			path = "/api//" + long
+		}
+		if res := srv.request(t, "GET", path, "", nil); res.status != http.StatusNotFound {
+			t.Fatalf("GET %.20s... = %d; want 404", path, res.status)
+		}
+	}
+	windows := int(time.Since(start)/floodLogWindow) + 2
+	logs := srv.logs.String()
+	if lines := strings.Count(logs, `"status":404`); lines > windows*floodLogLines {
+		t.Errorf("120 404s in %d log windows wrote %d request lines; want at most %d a window", windows, lines, floodLogLines)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if len(line) > maxLoggedBytes+512 {
+			t.Fatalf("a log line of %d bytes: %.300s", len(line), line)
+		}
+	}
+	if !strings.Contains(logs, fmt.Sprintf("...(%d bytes)", len(long)+1)) {
+		t.Errorf("no cut path with its length in the log:\n%.2000s", logs)
+	}
+	time.Sleep(floodLogWindow + 500*time.Millisecond)
+	if !strings.Contains(srv.logs.String(), "answers not logged one by one") {
+		t.Errorf("no count of the lines not logged, %v after the flood:\n%.2000s", floodLogWindow+500*time.Millisecond, srv.logs)
 	}
 }

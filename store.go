@@ -96,32 +96,37 @@ type Store struct {
 	queueWaitNanos atomic.Int64
 	// batchMax is DB_BATCH_MAX; 1 turns coalescing off. The batchers hold
 	// the requests waiting to share a statement (batch.go).
-	batchMax         int
-	closed           chan struct{} // closed by Close: parked batch leaders exit
-	closeOnce        sync.Once
-	gets             *batcher
-	creates          *batcher
-	changes          *batcher
-	lists            *batcher
-	listTasks        *statement
-	listByCompleted  *statement
-	listByTitle      *statement
-	listByDoneTitle  *statement // completed filter, title order
-	getTask          *statement
-	createTask       *statement
-	updateTask       *statement
-	setCompleted     *statement
-	toggleCompleted  *statement
-	deleteTask       *statement
-	dropExpiredKey   *statement
-	claimKey         *statement
-	saveKeyResponse  *statement
-	getKey           *statement
-	sweepExpiredKeys *statement
-	getTasks         *statement
-	createTasks      *statement
-	changeTasks      *statement
-	listTaskBatch    *statement
+	batchMax        int
+	closed          chan struct{} // closed by Close: parked batch leaders exit
+	closeOnce       sync.Once
+	gets            *batcher
+	creates         *batcher
+	changes         *batcher
+	lists           *batcher
+	listTasks       *statement
+	listByCompleted *statement
+	listByTitle     *statement
+	listByDoneTitle *statement // completed filter, title order
+	// A list's later pages (list.go), in the same four shapes.
+	listAfter            *statement
+	listByCompletedAfter *statement
+	listByTitleAfter     *statement
+	listByDoneTitleAfter *statement
+	getTask              *statement
+	createTask           *statement
+	updateTask           *statement
+	setCompleted         *statement
+	toggleCompleted      *statement
+	deleteTask           *statement
+	dropExpiredKey       *statement
+	claimKey             *statement
+	saveKeyResponse      *statement
+	getKey               *statement
+	sweepExpiredKeys     *statement
+	getTasks             *statement
+	createTasks          *statement
+	changeTasks          *statement
+	listTaskBatch        *statement
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -137,6 +142,10 @@ func (s *Store) statements() []storeStatement {
 		{&s.listByCompleted, listTasksByCompletedSQL},
 		{&s.listByTitle, listTasksByTitleSQL},
 		{&s.listByDoneTitle, listTasksByCompletedByTitleSQL},
+		{&s.listAfter, listTasksAfterSQL},
+		{&s.listByCompletedAfter, listTasksByCompletedAfterSQL},
+		{&s.listByTitleAfter, listTasksByTitleAfterSQL},
+		{&s.listByDoneTitleAfter, listTasksByCompletedByTitleAfterSQL},
 		{&s.getTask, getTaskSQL},
 		{&s.createTask, createTaskSQL},
 		{&s.updateTask, updateTaskSQL},
@@ -159,6 +168,7 @@ func (s *Store) statements() []storeStatement {
 // their context's cancellation (statement.read).
 func (s *Store) readStatements() []**statement {
 	return []**statement{&s.listTasks, &s.listByCompleted, &s.listByTitle, &s.listByDoneTitle,
+		&s.listAfter, &s.listByCompletedAfter, &s.listByTitleAfter, &s.listByDoneTitleAfter,
 		&s.getTask, &s.getTasks, &s.listTaskBatch}
 }
 
@@ -173,20 +183,20 @@ func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
 func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
 	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax, closed: make(chan struct{})}
 	s.gets = &batcher{op: "get", run: s.runGets,
-		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
+		alone: func(ctx context.Context, w *waiter) (Task, error) {
 			return s.getTaskEntered(ctx, w.userID, w.id)
 		}}
 	s.creates = &batcher{op: "create", run: s.runCreates,
-		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
+		alone: func(ctx context.Context, w *waiter) (Task, error) {
 			return s.createTaskEntered(ctx, w.userID, w.input)
 		}}
 	s.changes = &batcher{op: "change", distinct: true, run: s.runChanges,
-		alone: func(ctx context.Context, w *waiter, _ bool) (Task, error) {
+		alone: func(ctx context.Context, w *waiter) (Task, error) {
 			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
 		}}
 	s.lists = &batcher{op: "list", run: s.runLists,
-		alone: func(ctx context.Context, w *waiter, shared bool) (Task, error) {
-			return Task{}, s.listAlone(ctx, w.userID, w.list.filter, w.list.out, shared)
+		alone: func(ctx context.Context, w *waiter) (Task, error) {
+			return Task{}, w.list.readAlone(ctx)
 		}}
 	for _, b := range s.batchers() {
 		b.store, b.idle = s, make(chan struct{})

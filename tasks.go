@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 )
 
 // The task handlers. Each one is a userHandler: it runs behind requireAuth
@@ -30,11 +31,12 @@ func forUser(h userHandler) http.Handler {
 	})
 }
 
-// listChunkBytes is how much of a list answer is built before it is
+// listPageBytes is how much of a list answer is built before it is
 // written: a list that fits goes out in one Write with its Content-Length;
-// a longer one is streamed in chunks of about this size, so one answer
-// holds at most a chunk and a task in memory whatever the user stores.
-const listChunkBytes = 32 << 10
+// a longer one is read and sent a page of about this size at a time, so an
+// answer holds about a page and a task in memory whatever the user stores,
+// and holds no database connection while its client reads.
+const listPageBytes = 64 << 10
 
 func (s *server) handleListTasks() http.Handler {
 	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {
@@ -42,72 +44,109 @@ func (s *server) handleListTasks() http.Handler {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := s.dbContext(r)
-		defer cancel()
 		buf := getBuffer()
-		answer := &listAnswer{w: w, body: (*buf)[:0]}
+		answer := newListAnswer(w, (*buf)[:0])
 		defer func() {
 			*buf = answer.body
 			putBuffer(buf)
 		}()
-		err = s.store.ListTasks(ctx, userID, filter, answer)
-		if err != nil && answer.streaming {
-			// Half an answer is out: the client must not take it for a
-			// whole one, so the connection is cut before the last chunk.
-			noteError(r.Context(), err)
-			s.logger.Error("list answer cut off midway", "request_id", requestIDFrom(r.Context()), "error", err.Error())
-			panic(http.ErrAbortHandler)
-		}
-		if err != nil {
-			return err
+		list := s.store.List(userID, filter)
+		for done := false; !done; {
+			ctx, cancel := s.dbContext(r)
+			done, err = list.NextPage(ctx, answer)
+			cancel()
+			if err == nil && !done {
+				err = answer.send(s.clientStall)
+			}
+			if err != nil && !answer.streaming {
+				return err
+			}
+			if err != nil {
+				s.cutList(r, err)
+			}
 		}
 		answer.body = append(answer.body, ']')
-		if answer.streaming {
-			w.Write(append(answer.body, '\n'))
+		if !answer.streaming {
+			writeJSON(w, http.StatusOK, answer.body)
 			return nil
 		}
-		writeJSON(w, http.StatusOK, answer.body)
+		answer.body = append(answer.body, '\n')
+		if err := answer.send(s.clientStall); err != nil {
+			s.cutList(r, err)
+		}
 		return nil
 	})
 }
 
-// listAnswer is a list's JSON array as the store hands it tasks: built in
-// one buffer and written in one Write when it fits in listChunkBytes,
-// else streamed in chunks of about that size.
+// cutList ends a list whose answer is partly sent: the connection is cut
+// before the last chunk, so the client cannot take half a list for a
+// whole one.
+func (s *server) cutList(r *http.Request, err error) {
+	noteError(r.Context(), err)
+	var clientErr *clientWriteError
+	if errors.As(err, &clientErr) {
+		s.logger.Info("list answer cut off: the client stopped reading", "request_id", requestIDFrom(r.Context()), "error", clip(err.Error()))
+	} else {
+		s.logger.Error("list answer cut off midway", "request_id", requestIDFrom(r.Context()), "error", clip(err.Error()))
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// listAnswer is a list's JSON array as the store hands it tasks, a
+// taskSink: a page at a time, sent with send.
 type listAnswer struct {
 	w         http.ResponseWriter
-	body      []byte // what is not written yet
+	body      []byte // what is not sent yet
 	tasks     int
-	streaming bool // the status line and a first chunk are out
+	streaming bool // the status line and a first page are out
+	// Where the current page began, for dropPage.
+	pageStart, pageTasks int
 }
 
-func (a *listAnswer) reset() {
-	a.body, a.tasks = append(a.body[:0], '['), 0
+func newListAnswer(w http.ResponseWriter, buf []byte) *listAnswer {
+	return &listAnswer{w: w, body: append(buf, '['), pageStart: 1}
 }
 
-func (a *listAnswer) add(t *Task, shared bool) error {
+func (a *listAnswer) add(t *Task) (full bool) {
 	if a.tasks > 0 {
 		a.body = append(a.body, ',')
 	}
 	a.tasks++
 	a.body = t.appendJSON(a.body)
-	if len(a.body) < listChunkBytes {
-		return nil
-	}
-	if shared {
-		return errListTooLong
-	}
+	return len(a.body) >= listPageBytes
+}
+
+func (a *listAnswer) dropPage() {
+	a.body, a.tasks = a.body[:a.pageStart], a.pageTasks
+}
+
+// send writes what is built so far, the status line first. The client
+// has stall to take it: a client that stops reading is cut then, whatever
+// the list's length, and one that keeps reading is never cut.
+func (a *listAnswer) send(stall time.Duration) error {
+	rc := http.NewResponseController(a.w)
 	if !a.streaming {
 		a.w.Header()["Content-Type"] = contentTypeJSON
 		a.w.WriteHeader(http.StatusOK)
 		a.streaming = true
+		// The request is read: the server's ReadTimeout, still running,
+		// would cancel the request's context midway through a long list.
+		rc.SetReadDeadline(time.Time{})
 	}
+	rc.SetWriteDeadline(time.Now().Add(stall))
 	if _, err := a.w.Write(a.body); err != nil {
-		return fmt.Errorf("list tasks: write: %w", err)
+		return &clientWriteError{err}
 	}
 	a.body = a.body[:0]
+	a.pageStart, a.pageTasks = 0, a.tasks
 	return nil
 }
+
+// clientWriteError: the client did not take an answer in time, or is gone.
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }
 
 func (s *server) handleCreateTask() http.Handler {
 	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {
@@ -147,9 +186,22 @@ func (s *server) handleCreateTask() http.Handler {
 func taskLocation(r *http.Request, id int64) string {
 	prefix := "/api"
 	if pathUser := r.PathValue("user_id"); pathUser != "" {
-		prefix += "/" + url.PathEscape(pathUser)
+		prefix += "/" + pathSegment(pathUser)
 	}
 	return prefix + "/tasks/" + strconv.FormatInt(id, 10)
+}
+
+// pathSegment escapes a user id as one path segment. url.PathEscape
+// leaves "." and ".." as they are, and a URL resolver removes those as
+// dot segments; escaped, they stay the user's segment.
+func pathSegment(userID string) string {
+	switch userID {
+	case ".":
+		return "%2E"
+	case "..":
+		return "%2E%2E"
+	}
+	return url.PathEscape(userID)
 }
 
 // writeTask answers with one task and its ETag.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -724,7 +726,7 @@ func serveListInProcess(cfg config, store *Store, token string, w http.ResponseW
 }
 
 // TestLongListIsStreamedInBoundedChunks: a list far larger than one chunk
-// goes out in writes of about listChunkBytes, never built whole, and is
+// goes out in writes of about listPageBytes, never built whole, and is
 // still one valid JSON array; a short one is one write with its length.
 func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	t.Parallel()
@@ -748,8 +750,8 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	if rec.status != http.StatusOK {
 		t.Fatalf("status %d", rec.status)
 	}
-	if bound := listChunkBytes + len(longest) + 512; rec.maxWrite > bound || rec.writes < rec.body.Len()/bound {
-		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listChunkBytes)
+	if bound := listPageBytes + len(longest) + 512; rec.maxWrite > bound || rec.writes < rec.body.Len()/bound {
+		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listPageBytes)
 	}
 	var list []taskJSON
 	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+1 {
@@ -757,40 +759,67 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	}
 }
 
-// stallingWriter is a chunkRecorder whose first Write takes longer than
-// the request's database deadline.
-type stallingWriter struct {
+// hookedWriter is a chunkRecorder that calls before(n) ahead of its n-th
+// Write, counted from 0.
+type hookedWriter struct {
 	chunkRecorder
-	stall time.Duration
+	before func(n int)
 }
 
-func (s *stallingWriter) Write(b []byte) (int, error) {
-	if s.writes == 0 {
-		time.Sleep(s.stall)
+func (h *hookedWriter) Write(b []byte) (int, error) {
+	h.before(h.writes)
+	return h.chunkRecorder.Write(b)
+}
+
+// ownTasksStore is a store on a database of the test's own, with the
+// schema, count tasks of 10,000 characters for userID, and cfg's
+// DB_TIMEOUT; cfg is returned as the store's server should have it.
+func ownTasksStore(t *testing.T, cfg config, userID string, count int) (*Store, *sql.DB, config) {
+	t.Helper()
+	dsn, db := openDatabase(t)
+	if err := applySchema(context.Background(), db); err != nil {
+		t.Fatal(err)
 	}
-	return s.chunkRecorder.Write(b)
+	cfg.databaseURL = dsn
+	store := openServerStore(t, cfg)
+	long := strings.Repeat("d", maxDescriptionRunes)
+	for i := range count {
+		if _, err := store.CreateTask(context.Background(), userID, taskInput{title: fmt.Sprint("long ", i), description: &long}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store, db, cfg
 }
 
-// TestStreamedListCutOffMidwayIsNotComplete: when the database work fails
-// after part of a list is out, the handler aborts (net/http then cuts the
-// connection before the final chunk) instead of closing the JSON array.
+// TestStreamedListCutOffMidwayIsNotComplete: when a page's database work
+// fails after part of a list is out, the handler aborts (net/http then
+// cuts the connection before the final chunk) instead of closing the JSON
+// array.
 func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
 	t.Parallel()
-	token := mustToken(t, newUser(t))
-	srv := newTestServer(t, testConfig(), testStore)
-	long := strings.Repeat("d", maxDescriptionRunes)
-	for i := 0; i < 40; i++ {
-		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": long})
-	}
-	// Lists read without a cancellable context (statement.read): what cuts
-	// this one off is the connection's deadline, as in the server.
+	user := newUser(t)
 	cfg := testConfig()
-	cfg.databaseURL, cfg.dbTimeout = testDSN, 200*time.Millisecond
-	store := openServerStore(t, cfg)
-	w := &stallingWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, stall: 400 * time.Millisecond}
+	cfg.dbTimeout = 200 * time.Millisecond
+	store, db, cfg := ownTasksStore(t, cfg, user, 40)
+	// Once the first page is out, the table is locked: the next page's
+	// read waits past DB_TIMEOUT and fails.
+	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(n int) {
+		if n != 0 {
+			return
+		}
+		tx, err := db.Begin()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.Exec("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Error(err)
+		}
+	}}
 	aborted := func() (v any) {
 		defer func() { v = recover() }()
-		serveListInProcess(cfg, store, token, w)
+		serveListInProcess(cfg, store, mustToken(t, user), w)
 		return nil
 	}()
 	if aborted != http.ErrAbortHandler {
@@ -798,5 +827,28 @@ func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
 	}
 	if w.writes == 0 || bytes.HasSuffix(bytes.TrimSpace(w.body.Bytes()), []byte("]")) {
 		t.Errorf("%d writes, body ends %q; want part of an array, unclosed", w.writes, w.body.Bytes()[max(0, w.body.Len()-10):])
+	}
+}
+
+// TestSlowClientGetsTheWholeList: a client that takes longer than
+// DB_TIMEOUT to take each page still gets the whole list: DB_TIMEOUT
+// bounds database work, and no page's statement is open while the client
+// reads.
+func TestSlowClientGetsTheWholeList(t *testing.T) {
+	t.Parallel()
+	user := newUser(t)
+	cfg := testConfig()
+	cfg.dbTimeout = 100 * time.Millisecond
+	store, _, cfg := ownTasksStore(t, cfg, user, 30)
+	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(int) { time.Sleep(150 * time.Millisecond) }}
+	serveListInProcess(cfg, store, mustToken(t, user), w)
+	var list []taskJSON
+	if err := json.Unmarshal(w.body.Bytes(), &list); err != nil || len(list) != 30 || w.writes < 5 {
+		t.Fatalf("%d tasks in %d writes, %v; want all 30 in several pages", len(list), w.writes, err)
+	}
+	for i, task := range list {
+		if want := fmt.Sprint("long ", 29-i); task.Title != want {
+			t.Fatalf("task %d is %q; want %q (newest first, each once)", i, task.Title, want)
+		}
 	}
 }

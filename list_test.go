@@ -1,0 +1,355 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The list path against the real program, over real sockets: clients that
+// read slowly or not at all, long lists, and a drain with a stuck client.
+// Each runs on a database of its own, so that its quotas and its locks are
+// nobody else's.
+
+// seedMaximalTasks stores count tasks for userID whose descriptions are
+// 10,000 U+0001 characters: each is about 60 KB of JSON (\u0001).
+func seedMaximalTasks(t *testing.T, dsn, userID string, count int) {
+	t.Helper()
+	db, err := sql.Open("postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`INSERT INTO tasks (user_id, title, description)
+		SELECT $1, 'maximal ' || g, repeat(chr(1), 10000) FROM generate_series(1, $2) AS g`, userID, count); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startOwnProgram runs the real program on a database of its own, with
+// env's settings, and stops it with the test, which fails if it exits
+// with an error. It returns the program's base URL and the database's DSN.
+func startOwnProgram(t *testing.T, env map[string]string) (string, string) {
+	t.Helper()
+	dsn := createDatabase(t)
+	all := baseEnv(map[string]string{"DATABASE_URL": dsn, "RATE_LIMIT_RPS": "0"})
+	for k, v := range env {
+		all[k] = v
+	}
+	base, stop, done, logs := startProgram(t, all)
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("program: %v\n%s", err, logs)
+		}
+	})
+	return base, dsn
+}
+
+// stuckLister sends GET path for token on a connection of its own and
+// reads nothing of the answer; with small, its receive buffer is small.
+func stuckLister(t *testing.T, base, path, token string, small bool) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small {
+		c.(*net.TCPConn).SetReadBuffer(4096)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, token); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// smallBufferTransport's connections have a receive buffer of 128 KiB, so
+// that the server's writes keep pace with what the test reads rather
+// than with what the kernel will buffer.
+var smallBufferTransport = &http.Transport{
+	DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(128 << 10)
+		}
+		return c, err
+	},
+}
+
+// readList reads GET /api/tasks for token at about bytesPerSecond, and
+// returns the tasks, or why it could not.
+func readList(base, token string, bytesPerSecond int) ([]taskJSON, error) {
+	req, err := http.NewRequest("GET", base+"/api/tasks", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := smallBufferTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(res.Body)
+		return nil, fmt.Errorf("status %d: %s", res.StatusCode, body)
+	}
+	const chunk = 16 << 10
+	var body strings.Builder
+	r := bufio.NewReaderSize(res.Body, chunk)
+	buf := make([]byte, chunk)
+	for {
+		n, err := io.ReadFull(r, buf)
+		body.Write(buf[:n])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("after %d bytes: %w", body.Len(), err)
+		}
+		time.Sleep(time.Second * chunk / time.Duration(bytesPerSecond))
+	}
+	var tasks []taskJSON
+	if err := json.Unmarshal([]byte(body.String()), &tasks); err != nil {
+		return nil, fmt.Errorf("%d bytes that are not a whole list: %w", body.Len(), err)
+	}
+	return tasks, nil
+}
+
+// wantEachOnce checks that tasks are count tasks seeded by
+// seedMaximalTasks, newest first, none twice.
+func wantEachOnce(t *testing.T, tasks []taskJSON, count int) {
+	t.Helper()
+	seen := map[int64]bool{}
+	for _, task := range tasks {
+		if seen[task.ID] {
+			t.Errorf("task %d listed twice", task.ID)
+		}
+		seen[task.ID] = true
+	}
+	if len(seen) != count {
+		t.Errorf("%d distinct tasks; want %d", len(seen), count)
+	}
+}
+
+// TestNonReadingClientsCostOthersNothing: one user opens as many list
+// requests as the pool has connections, on lists of megabytes, and reads
+// none of them. Another user's requests and /readyz are still answered at
+// once: no list holds a connection while its client does not read.
+func TestNonReadingClientsCostOthersNothing(t *testing.T) {
+	t.Parallel()
+	base, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "4", "DB_TIMEOUT": "2s"})
+	attacker := newUser(t)
+	seedMaximalTasks(t, dsn, attacker, 400)
+	for range 4 {
+		stuckLister(t, base, "/api/tasks", mustToken(t, attacker), true)
+	}
+	time.Sleep(500 * time.Millisecond) // every answer is stuck in its socket by now
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	victim := mustToken(t, newUser(t))
+	mustCreate(t, srv, victim, map[string]any{"title": "mine"})
+	deadline := time.Now().Add(3 * time.Second) // past DB_TIMEOUT
+	for time.Now().Before(deadline) {
+		if res := srv.request(t, "GET", "/api/tasks?limit=1", victim, nil); res.status != http.StatusOK {
+			t.Fatalf("another user's list beside 4 stuck ones: %s", res)
+		}
+		if res := srv.request(t, "GET", "/readyz", "", nil); res.status != http.StatusOK {
+			t.Fatalf("/readyz beside 4 stuck lists: %s", res)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestSlowReaderGetsALongListPastDBTimeout: a list that takes its client
+// several times DB_TIMEOUT to read arrives whole.
+func TestSlowReaderGetsALongListPastDBTimeout(t *testing.T) {
+	t.Parallel()
+	base, dsn := startOwnProgram(t, map[string]string{"DB_TIMEOUT": "500ms"})
+	user := newUser(t)
+	seedMaximalTasks(t, dsn, user, 100) // about 6 MB of JSON: 3 s at 2 MB/s
+	start := time.Now()
+	tasks, err := readList(base, mustToken(t, user), 2<<20)
+	if err != nil {
+		t.Fatalf("a slow reader's list, after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	wantEachOnce(t, tasks, 100)
+}
+
+// TestConcurrentLongLists: eight long lists at once, read at a modest
+// rate, on a pool of two connections with a short DB_TIMEOUT: all arrive
+// whole, and none waits on another's client.
+func TestConcurrentLongLists(t *testing.T) {
+	t.Parallel()
+	base, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "2", "DB_TIMEOUT": "1s"})
+	users := make([]string, 4)
+	for i := range users {
+		users[i] = newUser(t)
+		seedMaximalTasks(t, dsn, users[i], 100) // about 6 MB each, more than a socket buffers
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	got := make([][]taskJSON, 8)
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], errs[i] = readList(base, mustToken(t, users[i%4]), 3<<20)
+		}()
+	}
+	wg.Wait()
+	for i := range 8 {
+		if errs[i] != nil {
+			t.Errorf("list %d: %v", i, errs[i])
+			continue
+		}
+		wantEachOnce(t, got[i], 100)
+	}
+}
+
+// TestStalledClientIsCut: a client that takes none of a long answer for
+// CLIENT_STALL_TIMEOUT is cut: reading on afterwards, it finds the
+// connection closed before the list is complete.
+func TestStalledClientIsCut(t *testing.T) {
+	t.Parallel()
+	base, dsn := startOwnProgram(t, map[string]string{"CLIENT_STALL_TIMEOUT": "1s"})
+	user := newUser(t)
+	seedMaximalTasks(t, dsn, user, 400) // 24 MB: more than the sockets' buffers hold
+	c := stuckLister(t, base, "/api/tasks", mustToken(t, user), false)
+	time.Sleep(2 * time.Second)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no status line: %v", err)
+	}
+	n, err := io.Copy(io.Discard, res.Body)
+	if err == nil {
+		t.Fatalf("read a whole answer of %d bytes after stalling past CLIENT_STALL_TIMEOUT; want the connection cut", n)
+	}
+	if isTimeout(err) {
+		t.Fatalf("the connection was still open 10 s later, after %d bytes", n)
+	}
+}
+
+// TestDrainWithAStuckReader: SIGTERM (here, run's context) while a client
+// takes none of its list: the program still ends within SHUTDOWN_TIMEOUT,
+// with no error, and cuts that client; a request begun before is served.
+func TestDrainWithAStuckReader(t *testing.T) {
+	t.Parallel()
+	dsn := createDatabase(t)
+	env := baseEnv(map[string]string{"DATABASE_URL": dsn, "SHUTDOWN_TIMEOUT": "3s", "CLIENT_STALL_TIMEOUT": "1m"})
+	base, stop, done, logs := startProgram(t, env)
+	user := newUser(t)
+	seedMaximalTasks(t, dsn, user, 200)
+	stuckLister(t, base, "/api/tasks", mustToken(t, user), true)
+	srv := &testServer{Server: &httptest.Server{URL: base}}
+	token := mustToken(t, newUser(t))
+	mustCreate(t, srv, token, map[string]any{"title": "before the signal"})
+	time.Sleep(300 * time.Millisecond)
+	start := time.Now()
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after SIGTERM with a stuck reader: %v\n%s", err, logs)
+		}
+		if took := time.Since(start); took > 3*time.Second+time.Second {
+			t.Errorf("the drain took %v; want at most SHUTDOWN_TIMEOUT (3s)", took)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return 20 s after SIGTERM")
+	}
+}
+
+// TestListGuaranteesUnderConcurrentWrites: while a long list is read page
+// by page, other requests create, rename and delete tasks of the same
+// user. Every task that existed unchanged for the whole request is listed
+// exactly once, and no task twice, in both orders.
+func TestListGuaranteesUnderConcurrentWrites(t *testing.T) {
+	t.Parallel()
+	for _, order := range []string{"", "?sort=title"} {
+		t.Run("order"+order, func(t *testing.T) {
+			user := newUser(t)
+			cfg := testConfig()
+			store, _, cfg := ownTasksStore(t, cfg, user, 60) // several pages
+			ctx := context.Background()
+			all, err := listThrough(ctx, store, user, listFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var before []taskJSON
+			if err := json.Unmarshal([]byte(all), &before); err != nil {
+				t.Fatal(err)
+			}
+			// Tasks with an even index stay untouched. Once the first page
+			// is out, a quarter are renamed to sort last (in title order,
+			// past the cursor: those already listed come round again);
+			// after the second page, an eighth are deleted; after the
+			// third, another eighth are renamed to sort first; and a new
+			// task arrives at every page.
+			untouched := map[int64]bool{}
+			for i, task := range before {
+				if i%2 == 0 {
+					untouched[task.ID] = true
+				}
+			}
+			pages := 0
+			w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(n int) {
+				pages++
+				for i, task := range before {
+					var err error
+					switch {
+					case i%2 == 0:
+					case n == 0 && i%4 == 3:
+						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: fmt.Sprint("zzz last ", i)}, nil)
+					case n == 1 && i%8 == 1:
+						err = store.DeleteTask(ctx, user, task.ID, nil)
+					case n == 2 && i%8 == 5:
+						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: fmt.Sprint("aaa first ", i)}, nil)
+					}
+					if err != nil {
+						t.Error(err)
+					}
+				}
+				if _, err := store.CreateTask(ctx, user, taskInput{title: fmt.Sprint("new ", n)}); err != nil {
+					t.Error(err)
+				}
+			}}
+			handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
+			req := httptest.NewRequest("GET", "/api/tasks"+order, nil)
+			req.Header.Set("Authorization", "Bearer "+mustToken(t, user))
+			handler.ServeHTTP(w, req)
+			var got []taskJSON
+			if err := json.Unmarshal(w.body.Bytes(), &got); err != nil {
+				t.Fatalf("%d writes: %v", w.writes, err)
+			}
+			if pages < 3 {
+				t.Fatalf("the list came in %d pages; the test needs several", pages)
+			}
+			seen := map[int64]int{}
+			for _, task := range got {
+				seen[task.ID]++
+			}
+			for id, n := range seen {
+				if n > 1 {
+					t.Errorf("task %d listed %d times", id, n)
+				}
+			}
+			for id := range untouched {
+				if seen[id] != 1 {
+					t.Errorf("task %d, untouched throughout, listed %d times", id, seen[id])
+				}
+			}
+		})
+	}
+}
