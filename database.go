@@ -96,20 +96,57 @@ func (dc databaseConfig) describeTLS() string {
 // database to answer: a Neon compute may be waking from suspend. Only
 // failures that can pass are retried; a wrong password, database or
 // setting, or a refused TLS handshake, stops at once with its reason.
-func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, error) {
+// It reports whether the store may use named prepared statements: with
+// DB_PREPARED_STATEMENTS on, only when probePreparedStatements finds that
+// the path to PostgreSQL keeps them (see there); it logs one line saying
+// what it found and what it chose.
+func openDB(ctx context.Context, cfg config, logger *slog.Logger) (db *sql.DB, prepared bool, err error) {
 	dc, err := parseDatabaseURL(cfg.databaseURL, cfg.dbPreparedStatements)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if dc.channelBinding == "require" {
 		logger.Info("DATABASE_URL has channel_binding=require, which lib/pq cannot do: the server's certificate must verify instead",
 			"tls", dc.describeTLS())
 	}
+	connector, err := dc.connector(cfg.dbTimeout)
+	if err != nil {
+		return nil, false, err
+	}
+	db, err = connectPool(ctx, connector, dc, cfg, logger)
+	if err != nil || !cfg.dbPreparedStatements {
+		if err == nil {
+			logger.Info("prepared statements: off (DB_PREPARED_STATEMENTS=false): every statement goes unnamed")
+		}
+		return db, false, err
+	}
+	found, holds := probePreparedStatements(ctx, connector)
+	if holds {
+		logger.Info("prepared statements: the path to PostgreSQL keeps each connection's own, so statements are prepared once per connection", "probe", found)
+		return db, true, nil
+	}
+	logger.Warn("prepared statements: the path to PostgreSQL does not keep each connection's own (a pooler in transaction mode that does not track them), so every statement goes unnamed", "probe", found)
+	db.Close()
+	dc.pq.BinaryParameters = true // unnamed statements in one round trip
+	if connector, err = dc.connector(cfg.dbTimeout); err != nil {
+		return nil, false, err
+	}
+	db, err = connectPool(ctx, connector, dc, cfg, logger)
+	return db, false, err
+}
+
+// connector is lib/pq's, with DB_TIMEOUT deadlines on every connection.
+func (dc databaseConfig) connector(dbTimeout time.Duration) (*pq.Connector, error) {
 	connector, err := pq.NewConnectorConfig(dc.pq)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
-	connector.Dialer(&deadlineDialer{limit: cfg.dbTimeout})
+	connector.Dialer(&deadlineDialer{limit: dbTimeout})
+	return connector, nil
+}
+
+// connectPool opens the pool over connector and waits for the database.
+func connectPool(ctx context.Context, connector *pq.Connector, dc databaseConfig, cfg config, logger *slog.Logger) (*sql.DB, error) {
 	db := sql.OpenDB(connector)
 	// Sized for a small VM and Neon: idle connections are closed before
 	// Neon's 5-minute suspend, and every connection is renewed now and then
@@ -147,6 +184,77 @@ func openDB(ctx context.Context, cfg config, logger *slog.Logger) (*sql.DB, erro
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// probePreparedStatements finds out whether a statement a connection
+// prepares stays that connection's own all the way to PostgreSQL. lib/pq
+// names each connection's statements 1, 2, 3 ... in the order it prepares
+// them, so behind a pooler in transaction mode that does not track them
+// (PgBouncer before 1.21, or with max_prepared_statements=0), the same
+// name means different SQL on different server connections, and a Bind
+// can run another request's statement. Two new connections each prepare
+// their first statement (both named "1"), which return different values,
+// and run them in turn: directly, through a pooler in session mode, or
+// through one that tracks statements (PgBouncer 1.21+ with
+// max_prepared_statements), each always gets its own value. Behind a
+// pooler that shares server connections without tracking, the second
+// Parse meets the first one's "1" (42P05), or an execution lands on the
+// other's statement or on none. Any failure counts as "does not hold":
+// unnamed statements are always safe.
+func probePreparedStatements(ctx context.Context, connector driver.Connector) (found string, holds bool) {
+	var conns []driver.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var stmts []driver.Stmt
+	defer func() {
+		for _, st := range stmts {
+			st.Close()
+		}
+	}()
+	for i := range 2 {
+		c, err := connector.Connect(ctx)
+		if err != nil {
+			return "could not connect: " + err.Error(), false
+		}
+		conns = append(conns, c)
+		st, err := c.Prepare(fmt.Sprintf("SELECT %d::int AS todo_backend_probe", i+1))
+		if err != nil {
+			return fmt.Sprintf("connection %d could not prepare its statement: %v", i+1, err), false
+		}
+		stmts = append(stmts, st)
+	}
+	for round := range 8 {
+		i := round % 2
+		got, err := queryInt(ctx, stmts[i])
+		if err != nil {
+			return fmt.Sprintf("connection %d's statement failed: %v", i+1, err), false
+		}
+		if got != int64(i+1) {
+			return fmt.Sprintf("connection %d's statement ran connection %d's", i+1, got), false
+		}
+	}
+	return "two connections each ran their own statement 8 times", true
+}
+
+// queryInt runs st and reads the one integer it returns.
+func queryInt(ctx context.Context, st driver.Stmt) (int64, error) {
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 1)
+	if err := rows.Next(dest); err != nil {
+		return 0, err
+	}
+	v, ok := dest[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("unexpected %T", dest[0])
+	}
+	return v, nil
 }
 
 // retryableAtStart tells failures that can pass (nothing listening yet, a

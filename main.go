@@ -51,7 +51,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	db, err := openDB(ctx, cfg, logger)
+	db, prepared, err := openDB(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := setQuotaLimits(ctx, db, int64(cfg.quotaTasks), int64(cfg.quotaBytes)); err != nil {
 		return err
 	}
-	store, err := openStore(ctx, db, cfg.dbPreparedStatements, logger)
+	store, err := openStore(ctx, db, prepared, logger)
 	if err != nil {
 		return err
 	}

@@ -300,15 +300,17 @@ func (s *Store) answer(err error) error {
 	return s.checkPooler(quotaError(err))
 }
 
-// checkPooler turns the errors of a pooler that cannot hold prepared
-// statements (PgBouncer before 1.21, or without max_prepared_statements,
-// in transaction mode) into a 503, and logs once what to change.
+// checkPooler turns the errors of a lost prepared statement into a 503,
+// and logs once what to do. The start-up probe (probePreparedStatements)
+// turns prepared statements off behind a pooler that cannot hold them, so
+// this is for a path that changed after start, such as a reconfigured
+// PgBouncer.
 func (s *Store) checkPooler(err error) error {
 	if err == nil || !s.prepared || !isPreparedStatementLost(err) {
 		return err
 	}
 	s.poolerWarning.Do(func() {
-		s.logger.Error("the database or its pooler lost a prepared statement: behind a pooler in transaction mode without prepared-statement support, set DB_PREPARED_STATEMENTS=false",
+		s.logger.Error("the database or its pooler lost a prepared statement, which the start-up probe found it kept: restart the server so that the probe runs again, or set DB_PREPARED_STATEMENTS=false",
 			"error", err.Error())
 	})
 	// The service is misconfigured, not the request: a 503 like an outage.

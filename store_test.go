@@ -780,7 +780,7 @@ func openServerStore(t *testing.T, cfg config) *Store {
 	t.Helper()
 	ctx := context.Background()
 	cfg.dbWait, cfg.dbMaxConns, cfg.dbPreparedStatements = 5*time.Second, 2, true
-	db, err := openDB(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	db, _, err := openDB(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

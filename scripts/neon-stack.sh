@@ -3,17 +3,26 @@
 # it down. It makes a throwaway CA and server certificate (and a second,
 # wrong CA) with openssl; starts a PostgreSQL cluster with ssl=on,
 # password_encryption=scram-sha-256 and a pg_hba.conf whose only TCP line
-# is "hostssl ... scram-sha-256" (like Neon, plain TCP is refused); and a
-# PgBouncer in front of it that takes TLS and SCRAM from clients and
-# speaks TLS to PostgreSQL, with one database in transaction mode (as
-# Neon's -pooler hosts) and one in session mode. CMD gets the TEST_NEON_*
-# variables below; the tests in neon_test.go read them. pgbouncer and
-# openssl are installed with apt-get when missing (as root).
+# is "hostssl ... scram-sha-256" (like Neon, plain TCP is refused); and in
+# front of it the poolers below, each taking TLS and SCRAM from clients
+# and speaking TLS to PostgreSQL. CMD gets the TEST_NEON_* variables; the
+# tests in neon_test.go read them. openssl and Debian's pgbouncer are
+# installed with apt-get when missing (as root); PgBouncer 1.21+ comes from
+# scripts/pgbouncer.sh (PGBOUNCER names one, else it is built once).
 #
 #   TEST_NEON_DIRECT    postgres://neon:...@127.0.0.1:PORT/neondb (add ?sslmode=...)
-#   TEST_NEON_POOLED_TX, TEST_NEON_POOLED_SESSION   the same through PgBouncer
+#   TEST_NEON_POOLED_TX, TEST_NEON_POOLED_SESSION   the same through Neon's kind
+#                       of pooler: PgBouncer 1.21+ with max_prepared_statements=200,
+#                       in transaction mode (as Neon's -pooler hosts) and session mode
+#   TEST_NEON_POOLED_TX_EVICTING   the same, with max_prepared_statements=3
+#   TEST_NEON_POOLED_TX_UNTRACKED  the same, with max_prepared_statements=0:
+#                       a pooler that cannot hold prepared statements
+#   TEST_NEON_POOLED_TX_OLD        Debian's PgBouncer (1.18, which cannot hold
+#                       them either), in transaction mode; where it cannot be had,
+#                       TEST_NEON_NO_OLD_POOLER says why
+#   TEST_NEON_LOGIN_RETRY   the poolers' server_login_retry, in seconds
 #   TEST_NEON_CA, TEST_NEON_WRONG_CA   PEM files
-#   TEST_NEON_PG_CTL    a command that takes stop|start (PostgreSQL behind PgBouncer)
+#   TEST_NEON_PG_CTL    a command that takes stop|start (PostgreSQL behind the poolers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/pg.sh
@@ -22,24 +31,35 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 if [ ${#need[@]} -gt 0 ]; then
-	if [ "$(id -u)" != 0 ]; then
-		echo "neon-stack: ${need[*]} needed: apt-get install ${need[*]}" >&2
+	if [ "$(id -u)" = 0 ]; then
+		echo "neon-stack: installing ${need[*]}" >&2
+		apt-get update -qq >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+	elif [[ " ${need[*]} " == *" openssl "* ]]; then
+		echo "neon-stack: openssl needed: apt-get install openssl" >&2
 		exit 1
 	fi
-	echo "neon-stack: installing ${need[*]}" >&2
-	apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-pgbouncer=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+modern=$(bash scripts/pgbouncer.sh)
+old_pooler=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+no_old=
+if [ ! -x "$old_pooler" ]; then
+	no_old="no Debian pgbouncer installed (apt-get install pgbouncer)"
+elif PGBOUNCER=$old_pooler bash scripts/pgbouncer.sh >/dev/null 2>&1; then
+	no_old="the distribution's pgbouncer ($("$old_pooler" --version | head -1)) holds prepared statements itself; the untracked pooler stands in for an old one"
+fi
 bin=$(pg_bindir)
+login_retry=15 # PgBouncer's default: how long it waits before logging in again after a failure
 
 tmp=$(mktemp -d /tmp/todo-neon.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
-	if [ -s "$tmp/bouncer/pgbouncer.pid" ]; then
-		kill "$(cat "$tmp/bouncer/pgbouncer.pid")" 2>/dev/null || true
-		for _ in $(seq 1 50); do [ -e "$tmp/bouncer/pgbouncer.pid" ] || break; sleep 0.1; done
-	fi
+	local pidfile
+	for pidfile in "$tmp"/bouncer-*/pgbouncer.pid; do
+		[ -s "$pidfile" ] || continue
+		kill "$(cat "$pidfile")" 2>/dev/null || true
+		for _ in $(seq 1 50); do [ -e "$pidfile" ] || break; sleep 0.1; done
+	done
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -90,20 +110,24 @@ pg_start "$tmp/data"
 "$bin/psql" -h "$tmp/sock" -p "$pg_port" -U todo -d postgres -qc "CREATE ROLE neon LOGIN CREATEDB PASSWORD '$password'"
 "$bin/createdb" -h "$tmp/sock" -p "$pg_port" -U todo -O neon neondb
 
-bouncer_port=$(free_port)
-mkdir "$tmp/bouncer"
-printf '"neon" "%s"\n' "$password" >"$tmp/bouncer/userlist.txt"
-cat >"$tmp/bouncer/pgbouncer.ini" <<INI
-[databases]
-neondb_tx = host=127.0.0.1 port=$pg_port dbname=neondb pool_mode=transaction
-neondb_session = host=127.0.0.1 port=$pg_port dbname=neondb pool_mode=session pool_size=20
-
-[pgbouncer]
+# start_bouncer NAME BINARY MAX_PREPARED|- DATABASES: a PgBouncer in
+# $tmp/bouncer-NAME, its port in $bouncer_port. MAX_PREPARED "-" leaves the
+# setting out (PgBouncer before 1.21 does not know it); newer ones always
+# get it explicitly, since its default changed (0 in 1.22, 200 in 1.24).
+start_bouncer() {
+	local name=$1 binary=$2 max_prepared=$3 databases=$4
+	local dir=$tmp/bouncer-$name
+	bouncer_port=$(free_port)
+	mkdir "$dir"
+	printf '"neon" "%s"\n' "$password" >"$dir/userlist.txt"
+	{
+		printf '[databases]\n%b\n\n[pgbouncer]\n' "$databases"
+		cat <<INI
 listen_addr = 127.0.0.1
 listen_port = $bouncer_port
 unix_socket_dir =
 auth_type = scram-sha-256
-auth_file = $tmp/bouncer/userlist.txt
+auth_file = $dir/userlist.txt
 client_tls_sslmode = require
 client_tls_cert_file = $tls/server.pem
 client_tls_key_file = $tls/server.key
@@ -111,25 +135,47 @@ server_tls_sslmode = verify-full
 server_tls_ca_file = $tls/ca.pem
 default_pool_size = 4
 max_client_conn = 400
-logfile = $tmp/bouncer/pgbouncer.log
-pidfile = $tmp/bouncer/pgbouncer.pid
+server_login_retry = $login_retry
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
 INI
-if [ "$(id -u)" = 0 ]; then chown -R postgres: "$tmp/bouncer"; fi
-as_pg "$pgbouncer" -d "$tmp/bouncer/pgbouncer.ini" </dev/null >/dev/null 2>&1 || { cat "$tmp/bouncer/pgbouncer.log" >&2; exit 1; }
-for _ in $(seq 1 50); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$bouncer_port") 2>/dev/null && break
-	sleep 0.1
-done
+		if [ "$max_prepared" != - ]; then echo "max_prepared_statements = $max_prepared"; fi
+	} >"$dir/pgbouncer.ini"
+	if [ "$(id -u)" = 0 ]; then chown -R postgres: "$dir"; fi
+	as_pg "$binary" -d "$dir/pgbouncer.ini" </dev/null >/dev/null 2>&1 || { cat "$dir/pgbouncer.log" >&2; exit 1; }
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$bouncer_port") 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "neon-stack: PgBouncer $name did not start" >&2
+	cat "$dir/pgbouncer.log" >&2
+	exit 1
+}
 
-export TEST_NEON_DIRECT="postgres://neon:$password@127.0.0.1:$pg_port/neondb"
-export TEST_NEON_POOLED_TX="postgres://neon:$password@127.0.0.1:$bouncer_port/neondb_tx"
-export TEST_NEON_POOLED_SESSION="postgres://neon:$password@127.0.0.1:$bouncer_port/neondb_session"
+server="host=127.0.0.1 port=$pg_port dbname=neondb"
+tx="neondb_tx = $server pool_mode=transaction"
+url() { echo "postgres://neon:$password@127.0.0.1:$1/$2"; }
+start_bouncer neon "$modern" 200 "$tx\nneondb_session = $server pool_mode=session pool_size=20"
+export TEST_NEON_POOLED_TX=$(url "$bouncer_port" neondb_tx)
+export TEST_NEON_POOLED_SESSION=$(url "$bouncer_port" neondb_session)
+start_bouncer evicting "$modern" 3 "$tx"
+export TEST_NEON_POOLED_TX_EVICTING=$(url "$bouncer_port" neondb_tx)
+start_bouncer untracked "$modern" 0 "$tx"
+export TEST_NEON_POOLED_TX_UNTRACKED=$(url "$bouncer_port" neondb_tx)
+if [ -z "$no_old" ]; then
+	start_bouncer old "$old_pooler" - "$tx"
+	export TEST_NEON_POOLED_TX_OLD=$(url "$bouncer_port" neondb_tx)
+else
+	export TEST_NEON_NO_OLD_POOLER=$no_old
+fi
+export TEST_NEON_DIRECT=$(url "$pg_port" neondb)
+export TEST_NEON_LOGIN_RETRY=$login_retry
 export TEST_NEON_CA=$tls/ca.pem
 export TEST_NEON_WRONG_CA=$tls/wrong-ca.pem
 pg_ctl_cmd="$bin/pg_ctl -D $tmp/data -l $tmp/data/server.log -w -m fast"
 if [ "$(id -u)" = 0 ]; then pg_ctl_cmd="runuser -u postgres -- $pg_ctl_cmd"; fi
 export TEST_NEON_PG_CTL=$pg_ctl_cmd
-echo "neon-stack: PostgreSQL (TLS, SCRAM, hostssl only) on 127.0.0.1:$pg_port; $("$pgbouncer" --version | head -1) on 127.0.0.1:$bouncer_port" >&2
+echo "neon-stack: PostgreSQL (TLS, SCRAM, hostssl only) on 127.0.0.1:$pg_port; $("$modern" --version | head -1) in front with max_prepared_statements 200, 3 and 0; ${no_old:-$("$old_pooler" --version | head -1) in front}" >&2
 status=0
 "$@" || status=$?
 exit $status
