@@ -31,36 +31,41 @@ type taskInput struct {
 	completed   bool
 }
 
-// taskUpdate is a validated PUT body, and what POST reads before it gives
-// missing fields their defaults: nil or unset means "left out".
+// taskUpdate is a validated PUT or PATCH body, and what POST reads before
+// it gives missing fields their defaults: nil or unset means "left out".
 type taskUpdate struct {
-	title          string
+	title          *string // never nil for POST and PUT
 	descriptionSet bool
 	description    *string
 	completed      *bool
 }
 
-// parseTaskFields applies the body rules shared by POST and PUT and reports
-// every broken rule at once. Members other than these are ignored.
+// parseTaskFields applies the body rules of POST and PUT (title required)
+// and reports every broken rule at once. Members other than these are
+// ignored.
 func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
+	return parseFields(body, true)
+}
+
+// parsePatchFields applies the body rules of a PATCH, a partial update:
+// each member given follows PUT's rule for it, and at least one of title,
+// description and completed must be given.
+func parsePatchFields(body map[string]json.RawMessage) (taskUpdate, error) {
+	_, title := body["title"]
+	_, description := body["description"]
+	_, completed := body["completed"]
+	if !title && !description && !completed {
+		return taskUpdate{}, validationError(fieldError{"body", "give at least one of title, description and completed"})
+	}
+	return parseFields(body, false)
+}
+
+func parseFields(body map[string]json.RawMessage, titleRequired bool) (taskUpdate, error) {
 	var f taskUpdate
 	var errs []fieldError
 
-	if raw, ok := body["title"]; !ok || isJSONNull(raw) {
-		errs = append(errs, fieldError{"title", "title is required"})
-	} else if title, ok := jsonString(raw); !ok {
-		errs = append(errs, fieldError{"title", "title must be a string"})
-	} else if !strictJSONText(raw) {
-		errs = append(errs, fieldError{"title", rewrittenTextMessage("title")})
-	} else if strings.IndexByte(title, 0) >= 0 {
-		errs = append(errs, fieldError{"title", "title must not contain the NUL character"})
-	} else {
-		f.title = strings.TrimSpace(title)
-		if f.title == "" {
-			errs = append(errs, fieldError{"title", "title must not be empty"})
-		} else if utf8.RuneCountInString(f.title) > maxTitleRunes {
-			errs = append(errs, fieldError{"title", "title must be at most 255 characters"})
-		}
+	if raw, ok := body["title"]; ok || titleRequired {
+		f.title, errs = parseTitle(raw, ok && !(titleRequired && isJSONNull(raw)), errs)
 	}
 
 	if raw, ok := body["description"]; ok {
@@ -91,6 +96,30 @@ func parseTaskFields(body map[string]json.RawMessage) (taskUpdate, error) {
 		return taskUpdate{}, validationError(errs...)
 	}
 	return f, nil
+}
+
+// parseTitle reads a title that is given (a JSON null given where the
+// title is required counts as not given), trimmed of white space.
+func parseTitle(raw json.RawMessage, given bool, errs []fieldError) (*string, []fieldError) {
+	title, isString := jsonString(raw)
+	switch {
+	case !given:
+		return nil, append(errs, fieldError{"title", "title is required"})
+	case !isString:
+		return nil, append(errs, fieldError{"title", "title must be a string"})
+	case !strictJSONText(raw):
+		return nil, append(errs, fieldError{"title", rewrittenTextMessage("title")})
+	case strings.IndexByte(title, 0) >= 0:
+		return nil, append(errs, fieldError{"title", "title must not contain the NUL character"})
+	}
+	title = strings.TrimSpace(title)
+	if title == "" {
+		return nil, append(errs, fieldError{"title", "title must not be empty"})
+	}
+	if utf8.RuneCountInString(title) > maxTitleRunes {
+		return nil, append(errs, fieldError{"title", "title must be at most 255 characters"})
+	}
+	return &title, errs
 }
 
 func rewrittenTextMessage(field string) string {
@@ -164,35 +193,44 @@ func clipName(name string) string {
 	return name[:cut] + "..."
 }
 
-// parseListFilter reads completed, status, sort, limit and offset; each may
-// appear once, and completed and status not together. Other names are
-// ignored, but nothing in the query is dropped silently (parseQuery).
+// parseListFilter reads the list's query: completed (or is_complete,
+// is_completed), status (or task_status), sort (created, created_at or
+// title, optionally :asc or :desc), order (or sort_order), limit and
+// offset. Each may appear once and under one spelling; completed and
+// status not together, nor a direction in sort and in order. Other names
+// are ignored, but nothing in the query is dropped silently (parseQuery).
 func parseListFilter(r *http.Request) (listFilter, error) {
 	var f listFilter
 	query, errs := parseQuery(r.URL.RawQuery)
-	single := func(name string) (string, bool) {
-		values, ok := query[name]
-		if !ok {
-			return "", false
+	// one reads the parameter spelled as any of names.
+	one := func(names ...string) (name, value string, ok bool) {
+		for _, n := range names {
+			values, given := query[n]
+			switch {
+			case !given:
+			case len(values) != 1:
+				errs = append(errs, fieldError{n, n + " must be given at most once"})
+				return "", "", false
+			case ok:
+				errs = append(errs, fieldError{n, n + " and " + name + " mean the same: give one of them"})
+				return "", "", false
+			default:
+				name, value, ok = n, values[0], true
+			}
 		}
-		if len(values) != 1 {
-			errs = append(errs, fieldError{name, name + " must be given at most once"})
-			return "", false
-		}
-		return values[0], true
+		return name, value, ok
 	}
-	if v, ok := single("completed"); ok {
-		switch v {
-		case "true", "false":
-			completed := v == "true"
+	completedName, v, byCompleted := one("completed", "is_complete", "is_completed")
+	if byCompleted {
+		if completed, ok := parseBool(v); ok {
 			f.completed = &completed
-		default:
-			errs = append(errs, fieldError{"completed", "completed must be true or false"})
+		} else {
+			errs = append(errs, fieldError{completedName, completedName + " must be true or false"})
 		}
 	}
-	if v, ok := single("status"); ok {
-		if _, both := query["completed"]; both {
-			errs = append(errs, fieldError{"status", "status and completed cannot be given together"})
+	if name, v, ok := one("status", "task_status"); ok {
+		if byCompleted {
+			errs = append(errs, fieldError{name, name + " and " + completedName + " cannot be given together"})
 		}
 		switch v {
 		case "all":
@@ -200,19 +238,37 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 			completed := v == "completed"
 			f.completed = &completed
 		default:
-			errs = append(errs, fieldError{"status", "status must be all, pending or completed"})
+			errs = append(errs, fieldError{name, name + " must be all, pending or completed"})
 		}
 	}
-	if v, ok := single("sort"); ok {
-		switch v {
-		case "created":
+	direction, directionGiven := "", false
+	if _, v, ok := one("sort"); ok {
+		key, dir, withDirection := strings.Cut(v, ":")
+		switch key {
+		case "created", "created_at":
 		case "title":
-			f.byTitle = true
+			f.order.byTitle = true
 		default:
-			errs = append(errs, fieldError{"sort", "sort must be created or title"})
+			errs = append(errs, fieldError{"sort", "sort must be created, created_at or title, optionally with :asc or :desc"})
+		}
+		direction, directionGiven = dir, withDirection
+	}
+	if name, v, ok := one("order", "sort_order"); ok {
+		if directionGiven {
+			errs = append(errs, fieldError{name, name + " and a direction in sort cannot be given together"})
+		}
+		direction, directionGiven = v, true
+	}
+	f.order.ascending = f.order.byTitle // each key's own default
+	if directionGiven {
+		switch direction {
+		case "asc", "desc":
+			f.order.ascending = direction == "asc"
+		default:
+			errs = append(errs, fieldError{"sort", "the direction must be asc or desc"})
 		}
 	}
-	if v, ok := single("limit"); ok {
+	if _, v, ok := one("limit"); ok {
 		limit, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || limit < 1 || limit > maxListLimit {
 			errs = append(errs, fieldError{"limit", "limit must be an integer from 1 to 1000"})
@@ -220,7 +276,7 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 			f.limit = &limit
 		}
 	}
-	if v, ok := single("offset"); ok {
+	if _, v, ok := one("offset"); ok {
 		offset, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || offset < 0 {
 			errs = append(errs, fieldError{"offset", "offset must be a non-negative integer"})
@@ -232,6 +288,31 @@ func parseListFilter(r *http.Request) (listFilter, error) {
 		return listFilter{}, validationError(errs...)
 	}
 	return f, nil
+}
+
+// parseBool reads true or false, exactly.
+func parseBool(v string) (value, ok bool) {
+	return v == "true", v == "true" || v == "false"
+}
+
+// completedFromQuery reads PATCH .../complete's ?completed=true|false;
+// nil when it is not given.
+func completedFromQuery(r *http.Request) (*bool, error) {
+	query, errs := parseQuery(r.URL.RawQuery)
+	values, given := query["completed"]
+	switch {
+	case len(errs) > 0:
+	case !given:
+		return nil, nil
+	case len(values) != 1:
+		errs = append(errs, fieldError{"completed", "completed must be given at most once"})
+	default:
+		if completed, ok := parseBool(values[0]); ok {
+			return &completed, nil
+		}
+		errs = append(errs, fieldError{"completed", "completed must be true or false"})
+	}
+	return nil, validationError(errs...)
 }
 
 // maxIdempotencyKeyBytes bounds the Idempotency-Key header.

@@ -31,16 +31,17 @@ func FuzzDecodeTask(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if fields.title == "" || fields.title != strings.TrimSpace(fields.title) || utf8.RuneCountInString(fields.title) > maxTitleRunes ||
-			strings.IndexByte(fields.title, 0) >= 0 || !utf8.ValidString(fields.title) {
-			t.Fatalf("accepted title %q", fields.title)
+		title := *fields.title
+		if title == "" || title != strings.TrimSpace(title) || utf8.RuneCountInString(title) > maxTitleRunes ||
+			strings.IndexByte(title, 0) >= 0 || !utf8.ValidString(title) {
+			t.Fatalf("accepted title %q", title)
 		}
 		if fields.description != nil && strings.IndexByte(*fields.description, 0) >= 0 {
 			t.Fatalf("accepted description with NUL")
 		}
-		task := Task{ID: 1, UserID: "u", Title: fields.title, Description: fields.description, CreatedAt: pinnedNow, UpdatedAt: pinnedNow}
+		task := Task{ID: 1, UserID: "u", Title: title, Description: fields.description, CreatedAt: pinnedNow, UpdatedAt: pinnedNow}
 		var back taskJSON
-		if err := json.Unmarshal(task.appendJSON(nil), &back); err != nil || back.Title != fields.title {
+		if err := json.Unmarshal(task.appendJSON(nil), &back); err != nil || back.Title != title {
 			t.Fatalf("task JSON does not round-trip: %v", err)
 		}
 	})

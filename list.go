@@ -19,57 +19,97 @@ import (
 // is listed twice; a task created, changed or deleted meanwhile may or may
 // not be listed, and is listed as its page read it.
 
-// A list statement for each filter and order rather than one with optional
-// parts: each has a plan of its own on its index, and none binds NULL (so
-// pgbench can replay them). ORDER BY names tasks.created_at: a bare name
-// binds to an output column first, which sorts by the wrong thing.
-const (
-	orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
-	// orderByTitle is case-insensitive A to Z, then id, on tasks_user_title_idx.
-	orderByTitle = `ORDER BY lower(tasks.title), tasks.id`
-	// The keysets: the rows after a cursor, in each order.
-	afterNewestFirst = `(tasks.created_at, tasks.id) < ($%d::timestamptz, $%d::bigint)`
-	afterByTitle     = `(lower(tasks.title), tasks.id) > (lower($%d::text), $%d::bigint)`
-)
+// A list statement for each filter, order and page rather than one with
+// optional parts: each has a plan of its own on its index, and none binds
+// NULL (so pgbench can replay them). Both orders read in either direction
+// on one index (a backward scan), with ties by id in the same direction.
+// ORDER BY names tasks.created_at: a bare name binds to an output column
+// first, which sorts by the wrong thing.
 
-// listSQL is a list's first page: $1 the user; with byCompleted, $2 the
-// completed flag; then LIMIT and OFFSET.
-func listSQL(byCompleted bool, order string) string {
-	where, next := listWhere(byCompleted)
-	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, order, next, next+1)
+// listOrder is a list's sort key and direction. The zero value is the
+// default order, newest first.
+type listOrder struct {
+	byTitle   bool // case-insensitive title, on tasks_user_title_idx; else created_at
+	ascending bool
 }
 
-// listAfterSQL is every later page: the user and filter as in listSQL,
-// then the cursor (created_at or title, and id), then LIMIT.
-func listAfterSQL(byCompleted bool, order, after string) string {
-	where, next := listWhere(byCompleted)
-	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s AND %s\n%s\nLIMIT $%d",
-		taskColumns, where, fmt.Sprintf(after, next, next+1), order, next+2)
+// listShape names one list statement: its filter, its order, and whether
+// it reads a first page (LIMIT, OFFSET) or the page after a cursor.
+type listShape struct {
+	byCompleted bool
+	order       listOrder
+	after       bool
 }
 
-func listWhere(byCompleted bool) (where string, next int) {
-	if byCompleted {
-		return `user_id = $1 AND completed = $2`, 3
+// listShapes is every list statement's shape, in the order of Store.lists.
+func listShapes() []listShape {
+	var shapes []listShape
+	for _, byCompleted := range []bool{false, true} {
+		for _, byTitle := range []bool{false, true} {
+			for _, ascending := range []bool{false, true} {
+				for _, after := range []bool{false, true} {
+					shapes = append(shapes, listShape{byCompleted, listOrder{byTitle, ascending}, after})
+				}
+			}
+		}
 	}
-	return `user_id = $1`, 2
+	return shapes
 }
 
-var (
-	listTasksSQL                   = listSQL(false, orderNewestFirst)
-	listTasksByCompletedSQL        = listSQL(true, orderNewestFirst)
-	listTasksByTitleSQL            = listSQL(false, orderByTitle)
-	listTasksByCompletedByTitleSQL = listSQL(true, orderByTitle)
+// index is the shape's place in listShapes.
+func (sh listShape) index() int {
+	i := 0
+	for _, b := range []bool{sh.byCompleted, sh.order.byTitle, sh.order.ascending, sh.after} {
+		i = 2*i + boolInt(b)
+	}
+	return i
+}
 
-	listTasksAfterSQL                   = listAfterSQL(false, orderNewestFirst, afterNewestFirst)
-	listTasksByCompletedAfterSQL        = listAfterSQL(true, orderNewestFirst, afterNewestFirst)
-	listTasksByTitleAfterSQL            = listAfterSQL(false, orderByTitle, afterByTitle)
-	listTasksByCompletedByTitleAfterSQL = listAfterSQL(true, orderByTitle, afterByTitle)
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// sql is the shape's statement: $1 the user; with byCompleted, $2 the
+// completed flag; then LIMIT and OFFSET, or the cursor (created_at or
+// title, and id) and LIMIT.
+func (sh listShape) sql() string {
+	where, next := `user_id = $1`, 2
+	if sh.byCompleted {
+		where, next = `user_id = $1 AND completed = $2`, 3
+	}
+	key, keyType := `tasks.created_at`, `$%d::timestamptz`
+	if sh.order.byTitle {
+		key, keyType = `lower(tasks.title)`, `lower($%d::text)`
+	}
+	direction, beyond := ` DESC`, `<`
+	if sh.order.ascending {
+		direction, beyond = ``, `>`
+	}
+	order := fmt.Sprintf("ORDER BY %s%s, tasks.id%s", key, direction, direction)
+	if !sh.after {
+		return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, order, next, next+1)
+	}
+	cursor := fmt.Sprintf("(%s, tasks.id) %s (%s, $%d::bigint)", key, beyond, fmt.Sprintf(keyType, next), next+1)
+	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s AND %s\n%s\nLIMIT $%d", taskColumns, where, cursor, order, next+2)
+}
+
+// The first pages of the two orders that pgbench and make load replay.
+var (
+	listTasksSQL            = listShape{}.sql()
+	listTasksByCompletedSQL = listShape{byCompleted: true}.sql()
+	listTasksByTitleSQL     = listShape{order: listOrder{byTitle: true, ascending: true}}.sql()
 )
+
+// orderNewestFirst is the default order, which the shared first page uses.
+const orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
 
 // listFilter narrows, orders and pages a task list; nil means "not given".
 type listFilter struct {
 	completed *bool
-	byTitle   bool // sort=title; else newest first
+	order     listOrder
 	limit     *int64
 	offset    int64
 }
@@ -134,7 +174,7 @@ func (l *TaskList) NextPage(ctx context.Context, out taskSink) (done bool, err e
 		return true, nil
 	}
 	p := l.newPage(out)
-	if l.after == nil && !l.filter.byTitle {
+	if l.after == nil && l.filter.order == (listOrder{}) {
 		_, err = l.store.submit(ctx, l.store.lists, &waiter{userID: l.userID, list: p})
 	} else {
 		err = l.store.entered(ctx, func() error { return p.readAlone(ctx) })
@@ -183,7 +223,7 @@ func (p *listPage) take(t *Task) {
 		return
 	}
 	p.last = &listCursor{id: t.ID, createdAt: t.CreatedAt}
-	if p.list.filter.byTitle {
+	if p.list.filter.order.byTitle {
 		p.last.title = t.Title
 	}
 	if _, seen := p.list.seen[t.ID]; seen {
@@ -192,7 +232,7 @@ func (p *listPage) take(t *Task) {
 	t.UserID = p.list.userID
 	full := p.out.add(t)
 	p.handed++
-	if p.list.filter.byTitle {
+	if p.list.filter.order.byTitle {
 		p.ids = append(p.ids, t.ID)
 	}
 	p.ended = full
@@ -209,7 +249,7 @@ func (p *listPage) commit() bool {
 	if finished {
 		return true
 	}
-	if l.filter.byTitle {
+	if l.filter.order.byTitle {
 		if l.seen == nil {
 			l.seen = make(map[int64]struct{}, len(p.ids))
 		}
@@ -233,19 +273,17 @@ func (p *listPage) readAlone(ctx context.Context) error {
 	if l.filter.completed != nil {
 		args = append(args, *l.filter.completed)
 	}
-	var st *statement
-	switch byDone := l.filter.completed != nil; {
-	case l.after == nil:
-		st = pick(byDone, l.filter.byTitle, s.listTasks, s.listByCompleted, s.listByTitle, s.listByDoneTitle)
-		args = append(args, p.limit(), l.filter.offset)
-	default:
-		st = pick(byDone, l.filter.byTitle, s.listAfter, s.listByCompletedAfter, s.listByTitleAfter, s.listByDoneTitleAfter)
+	shape := listShape{byCompleted: l.filter.completed != nil, order: l.filter.order, after: l.after != nil}
+	if shape.after {
 		var key any = l.after.createdAt
-		if l.filter.byTitle {
+		if shape.order.byTitle {
 			key = l.after.title
 		}
 		args = append(args, key, l.after.id, p.limit())
+	} else {
+		args = append(args, p.limit(), l.filter.offset)
 	}
+	st := s.listStatements[shape.index()]
 	rows, err := st.QueryContext(ctx, args...)
 	if err != nil {
 		return fmt.Errorf("list tasks: %w", err)
@@ -256,21 +294,8 @@ func (p *listPage) readAlone(ctx context.Context) error {
 	})
 }
 
-// pick is the statement for a filter (byDone) and an order (byTitle).
-func pick(byDone, byTitle bool, all, done, title, doneTitle *statement) *statement {
-	switch {
-	case byDone && byTitle:
-		return doneTitle
-	case byTitle:
-		return title
-	case byDone:
-		return done
-	}
-	return all
-}
-
-// listTaskBatchSQL is listTasksSQL and listTasksByCompletedSQL for many
-// lists at once: for each position, its user's tasks (of the completed
+// listTaskBatchSQL is the first page of listTasksSQL and
+// listTasksByCompletedSQL for many lists at once: for each position, its user's tasks (of the completed
 // flag, where one is given), newest first, from OFFSET, at most LIMIT. The
 // LATERAL subquery runs once per position in the arrays' order, so each
 // list's rows come together and in list order; runLists checks that they

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -311,11 +313,11 @@ func TestListGuaranteesUnderConcurrentWrites(t *testing.T) {
 					switch {
 					case i%2 == 0:
 					case n == 0 && i%4 == 3:
-						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: fmt.Sprint("zzz last ", i)}, nil)
+						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: ptr(fmt.Sprint("zzz last ", i))}, nil)
 					case n == 1 && i%8 == 1:
 						err = store.DeleteTask(ctx, user, task.ID, nil)
 					case n == 2 && i%8 == 5:
-						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: fmt.Sprint("aaa first ", i)}, nil)
+						_, err = store.UpdateTask(ctx, user, task.ID, taskUpdate{title: ptr(fmt.Sprint("aaa first ", i))}, nil)
 					}
 					if err != nil {
 						t.Error(err)
@@ -351,5 +353,110 @@ func TestListGuaranteesUnderConcurrentWrites(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestListSpellingsFrontendsSend: the sort, direction and filter
+// spellings of the frontends in the wild, through both route shapes, each
+// in every order it names, across several pages; two spellings of one
+// parameter, or a value that is none of them, stay 422.
+func TestListSpellingsFrontendsSend(t *testing.T) {
+	t.Parallel()
+	user := newUser(t)
+	cfg := testConfig()
+	store, _, cfg := ownTasksStore(t, cfg, user, 0)
+	srv := newTestServer(t, cfg, store)
+	token := mustToken(t, user)
+	long := strings.Repeat("d", maxDescriptionRunes)
+	// Titles that sort differently from creation, two alike but for case,
+	// and enough text for several pages.
+	for i := range 24 {
+		body := map[string]any{"title": fmt.Sprintf("%c task", 'a'+(i*7)%24), "description": long, "completed": i%3 == 0}
+		if i == 5 {
+			body["title"] = "B task"
+		}
+		mustCreate(t, srv, token, body)
+	}
+	newest := decodeTasks(t, srv.request(t, "GET", "/api/tasks", token, nil))
+	if len(newest) != 24 {
+		t.Fatalf("default list has %d tasks", len(newest))
+	}
+	reversed := func(list []taskJSON) []taskJSON {
+		out := slices.Clone(list)
+		slices.Reverse(out)
+		return out
+	}
+	byTitle := slices.Clone(newest)
+	slices.SortStableFunc(byTitle, func(a, b taskJSON) int {
+		if c := strings.Compare(strings.ToLower(a.Title), strings.ToLower(b.Title)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	ids := func(list []taskJSON) []int64 {
+		var out []int64
+		for _, task := range list {
+			out = append(out, task.ID)
+		}
+		return out
+	}
+	filtered := func(list []taskJSON, completed bool) []taskJSON {
+		var out []taskJSON
+		for _, task := range list {
+			if task.Completed == completed {
+				out = append(out, task)
+			}
+		}
+		return out
+	}
+	for _, c := range []struct {
+		query string
+		want  []taskJSON
+	}{
+		{"sort=created_at", newest},
+		{"sort=created:desc", newest},
+		{"sort=created_at&order=desc", newest},
+		{"sort=created&sort_order=desc", newest},
+		{"sort=created:asc", reversed(newest)},
+		{"sort=created_at&order=asc", reversed(newest)},
+		{"order=asc", reversed(newest)},
+		{"sort=title", byTitle},
+		{"sort=title:asc", byTitle},
+		{"sort=title:desc", reversed(byTitle)},
+		{"sort=title&order=desc", reversed(byTitle)},
+		{"task_status=all", newest},
+		{"task_status=pending", filtered(newest, false)},
+		{"task_status=completed&sort=title:desc", filtered(reversed(byTitle), true)},
+		{"is_complete=true", filtered(newest, true)},
+		{"is_completed=false&order=asc", filtered(reversed(newest), false)},
+		{"completed=true&sort=created:asc&limit=3&offset=1", filtered(reversed(newest), true)[1:4]},
+	} {
+		for _, path := range []string{"/api/tasks?", userPath(user, "?")} {
+			got := decodeTasks(t, srv.request(t, "GET", path+c.query, token, nil))
+			if !slices.Equal(ids(got), ids(c.want)) {
+				t.Errorf("%s%s: ids %v; want %v", path, c.query, ids(got), ids(c.want))
+			}
+		}
+	}
+	for _, c := range []struct{ query, field string }{
+		{"status=all&task_status=all", "task_status"},
+		{"completed=true&is_complete=true", "is_complete"},
+		{"is_complete=true&is_completed=true", "is_completed"},
+		{"task_status=pending&is_complete=false", "task_status"},
+		{"sort=title:asc&order=desc", "order"},
+		{"order=asc&sort_order=asc", "sort_order"},
+		{"sort=created:up", "sort"},
+		{"sort=updated_at", "sort"},
+		{"order=DESC", "sort"},
+		{"is_complete=yes", "is_complete"},
+		{"task_status=done", "task_status"},
+	} {
+		for _, path := range []string{"/api/tasks?", userPath(user, "?")} {
+			res := srv.request(t, "GET", path+c.query, token, nil)
+			wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
+			if !strings.Contains(string(res.body), `"field":"`+c.field+`"`) {
+				t.Errorf("%s%s: 422 does not name %s: %s", path, c.query, c.field, res.body)
+			}
+		}
 	}
 }

@@ -575,3 +575,5 @@ func startProgram(t *testing.T, env map[string]string) (string, context.CancelFu
 	}
 	return base, stop, done, logs
 }
+
+func ptr[T any](v T) *T { return &v }

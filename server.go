@@ -100,6 +100,7 @@ func (s *server) routes() []route {
 		{"POST /api/tasks", s.handleCreateTask()},
 		{"GET /api/tasks/{id}", s.handleGetTask()},
 		{"PUT /api/tasks/{id}", s.handleUpdateTask()},
+		{"PATCH /api/tasks/{id}", s.handlePatchTask()},
 		{"DELETE /api/tasks/{id}", s.handleDeleteTask()},
 		{"PATCH /api/tasks/{id}/complete", s.handleCompleteTask()},
 	}

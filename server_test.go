@@ -44,7 +44,7 @@ func TestRouting(t *testing.T) {
 		for _, r := range []struct{ method, path, allow string }{
 			{"DELETE", "/api/tasks", "GET, HEAD, POST"},
 			{"PUT", "/api/tasks", "GET, HEAD, POST"},
-			{"POST", taskPath(task.ID), "DELETE, GET, HEAD, PUT"},
+			{"POST", taskPath(task.ID), "DELETE, GET, HEAD, PATCH, PUT"},
 			{"GET", taskPath(task.ID) + "/complete", "PATCH"},
 			{"POST", "/healthz", "GET, HEAD"},
 		} {

@@ -44,10 +44,11 @@ const ifMatchClause = `user_id = $1 AND id = $2 AND (NOT $3::boolean OR version 
 // updated_at must move forward on every write even when the clock does not.
 const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 microsecond')`
 
-// $5 says whether the request set description at all: left out keeps the
-// stored value, null clears it.
+// A NULL $5 (a PATCH without title) keeps the title; $6 says whether the
+// request set description at all: left out keeps the stored value, null
+// clears it.
 const updateTaskSQL = `UPDATE tasks SET
-    title = $5,
+    title = COALESCE($5, title),
     description = CASE WHEN $6::boolean THEN $7::text ELSE description END,
     completed = COALESCE($8::boolean, completed),
     updated_at = ` + nextUpdatedAt + `,
@@ -96,37 +97,30 @@ type Store struct {
 	queueWaitNanos atomic.Int64
 	// batchMax is DB_BATCH_MAX; 1 turns coalescing off. The batchers hold
 	// the requests waiting to share a statement (batch.go).
-	batchMax        int
-	closed          chan struct{} // closed by Close: parked batch leaders exit
-	closeOnce       sync.Once
-	gets            *batcher
-	creates         *batcher
-	changes         *batcher
-	lists           *batcher
-	listTasks       *statement
-	listByCompleted *statement
-	listByTitle     *statement
-	listByDoneTitle *statement // completed filter, title order
-	// A list's later pages (list.go), in the same four shapes.
-	listAfter            *statement
-	listByCompletedAfter *statement
-	listByTitleAfter     *statement
-	listByDoneTitleAfter *statement
-	getTask              *statement
-	createTask           *statement
-	updateTask           *statement
-	setCompleted         *statement
-	toggleCompleted      *statement
-	deleteTask           *statement
-	dropExpiredKey       *statement
-	claimKey             *statement
-	saveKeyResponse      *statement
-	getKey               *statement
-	sweepExpiredKeys     *statement
-	getTasks             *statement
-	createTasks          *statement
-	changeTasks          *statement
-	listTaskBatch        *statement
+	batchMax  int
+	closed    chan struct{} // closed by Close: parked batch leaders exit
+	closeOnce sync.Once
+	gets      *batcher
+	creates   *batcher
+	changes   *batcher
+	lists     *batcher
+	// listStatements holds a statement for every listShape, at its index.
+	listStatements   [16]*statement
+	getTask          *statement
+	createTask       *statement
+	updateTask       *statement
+	setCompleted     *statement
+	toggleCompleted  *statement
+	deleteTask       *statement
+	dropExpiredKey   *statement
+	claimKey         *statement
+	saveKeyResponse  *statement
+	getKey           *statement
+	sweepExpiredKeys *statement
+	getTasks         *statement
+	createTasks      *statement
+	changeTasks      *statement
+	listTaskBatch    *statement
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -137,15 +131,11 @@ type storeStatement struct {
 
 // statements pairs every statement field with its SQL, for prepare and Close.
 func (s *Store) statements() []storeStatement {
-	return []storeStatement{
-		{&s.listTasks, listTasksSQL},
-		{&s.listByCompleted, listTasksByCompletedSQL},
-		{&s.listByTitle, listTasksByTitleSQL},
-		{&s.listByDoneTitle, listTasksByCompletedByTitleSQL},
-		{&s.listAfter, listTasksAfterSQL},
-		{&s.listByCompletedAfter, listTasksByCompletedAfterSQL},
-		{&s.listByTitleAfter, listTasksByTitleAfterSQL},
-		{&s.listByDoneTitleAfter, listTasksByCompletedByTitleAfterSQL},
+	var all []storeStatement
+	for _, shape := range listShapes() {
+		all = append(all, storeStatement{&s.listStatements[shape.index()], shape.sql()})
+	}
+	return append(all, []storeStatement{
 		{&s.getTask, getTaskSQL},
 		{&s.createTask, createTaskSQL},
 		{&s.updateTask, updateTaskSQL},
@@ -161,15 +151,17 @@ func (s *Store) statements() []storeStatement {
 		{&s.createTasks, createTasksSQL},
 		{&s.changeTasks, changeTasksSQL},
 		{&s.listTaskBatch, listTaskBatchSQL},
-	}
+	}...)
 }
 
 // readStatements are the statements that only read: they run without
 // their context's cancellation (statement.read).
 func (s *Store) readStatements() []**statement {
-	return []**statement{&s.listTasks, &s.listByCompleted, &s.listByTitle, &s.listByDoneTitle,
-		&s.listAfter, &s.listByCompletedAfter, &s.listByTitleAfter, &s.listByDoneTitleAfter,
-		&s.getTask, &s.getTasks, &s.listTaskBatch}
+	reads := []**statement{&s.getTask, &s.getTasks, &s.listTaskBatch}
+	for i := range s.listStatements {
+		reads = append(reads, &s.listStatements[i])
+	}
+	return reads
 }
 
 // prepareStore is openStore with prepared statements and no logger.
@@ -366,11 +358,11 @@ func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInp
 	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
 }
 
-// UpdateTask replaces the task's title and the fields in sets; see
-// writeIfMatch for ifMatch.
+// UpdateTask sets the fields in sets (a PUT, or a PATCH's partial
+// update) and keeps the others; see writeIfMatch for ifMatch.
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
 	return s.changeTask(ctx, userID, id, ifMatch, changeFields{
-		title: &in.title, descriptionSet: in.descriptionSet, description: in.description, completed: in.completed,
+		title: in.title, descriptionSet: in.descriptionSet, description: in.description, completed: in.completed,
 	})
 }
 
@@ -403,9 +395,9 @@ func (s *Store) changeAlone(ctx context.Context, userID string, id int64, c chan
 	args := []any{userID, id, conditional, versions}
 	stmt, op := s.toggleCompleted, "toggle task"
 	switch {
-	case c.title != nil:
+	case c.title != nil || c.descriptionSet:
 		stmt, op = s.updateTask, "update task"
-		args = append(args, *c.title, c.descriptionSet, c.description, nullable(c.completed))
+		args = append(args, nullable(c.title), c.descriptionSet, c.description, nullable(c.completed))
 	case !c.toggle:
 		stmt, op = s.setCompleted, "complete task"
 		args = append(args, *c.completed)

@@ -462,6 +462,10 @@ func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
 		{"list_completed.sql", listTasksByCompletedSQL, []string{"user", "completed", "limit", "offset"}},
 		{"get_batch.sql", getTasksSQL, []string{"batch_users", "batch_ids"}},
 		{"list_batch.sql", listTaskBatchSQL, []string{"batch_users", "batch_completed", "batch_limits", "batch_offsets"}},
+		{"list_oldest.sql", listShape{order: listOrder{ascending: true}}.sql(), []string{"user", "limit", "offset"}},
+		{"list_title_desc.sql", listShape{order: listOrder{byTitle: true}}.sql(), []string{"user", "limit", "offset"}},
+		{"list_after.sql", listShape{after: true}.sql(), []string{"user", "created", "id", "limit"}},
+		{"list_title_after.sql", listShape{order: listOrder{byTitle: true, ascending: true}, after: true}.sql(), []string{"user", "title", "id", "limit"}},
 	}
 	normalize := func(s string) string { return strings.Join(strings.Fields(s), " ") }
 	for _, s := range scripts {
@@ -518,10 +522,6 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 	statements := []struct {
 		name, query, args, index, cond string
 	}{
-		{"list", listTasksSQL, "('u', 100, 0)", "tasks_user_created_idx", "(user_id = $1)"},
-		{"list_by_completed", listTasksByCompletedSQL, "('u', true, 100, 0)", "tasks_user_created_idx", "(user_id = $1)"},
-		{"list_by_title", listTasksByTitleSQL, "('u', 100, 0)", "tasks_user_title_idx", "(user_id = $1)"},
-		{"list_by_completed_by_title", listTasksByCompletedByTitleSQL, "('u', true, 100, 0)", "tasks_user_title_idx", "(user_id = $1)"},
 		{"get", getTaskSQL, "('u', 1)", "", "(id = $2)"},
 		{"update", updateTaskSQL, "('u', 1, false, '{}', 't', false, NULL, NULL)", "", "(id = $2)"},
 		{"complete", setCompletedSQL, "('u', 1, false, '{}', true)", "", "(id = $2)"},
@@ -532,8 +532,32 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 		{"get_batch", getTasksSQL, "('{u,v}', '{1,2}')", "", "(id = q.q_id)"},
 		{"change_batch", changeTasksSQL, "('{u,v}', '{1,2}', '{a,NULL}', '{f,f}', '{NULL,NULL}', '{NULL,t}', '{f,f}')", "", "(id = q.q_id)"},
 	}
+	// Every list shape (filter, key, direction, first or later page) on
+	// its key's index; a later page starts at its cursor in the index.
+	for _, shape := range listShapes() {
+		args, index, cond := "('u'", "tasks_user_created_idx", "(user_id = $1)"
+		if shape.byCompleted {
+			args += ", true"
+		}
+		key := "'2026-01-01'"
+		if shape.order.byTitle {
+			index, key = "tasks_user_title_idx", "'t'"
+		}
+		if shape.after {
+			args, cond = args+", "+key+", 1, 100)", "ROW("
+		} else {
+			args += ", 100, 0)"
+		}
+		statements = append(statements, struct{ name, query, args, index, cond string }{
+			fmt.Sprintf("list_%+v", shape), shape.sql(), args, index, cond})
+	}
 	for _, s := range statements {
-		name := "plan_" + s.name + "_" + randomHex(3)
+		name := "plan_" + strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '_'
+		}, s.name) + "_" + randomHex(3)
 		if _, err := conn.ExecContext(ctx, "PREPARE "+name+" AS "+s.query); err != nil {
 			t.Fatalf("%s: prepare: %v", s.name, err)
 		}

@@ -158,7 +158,7 @@ func (s *server) handleCreateTask() http.Handler {
 		if err != nil {
 			return err
 		}
-		in := taskInput{title: fields.title, description: fields.description}
+		in := taskInput{title: *fields.title, description: fields.description}
 		if fields.completed != nil {
 			in.completed = *fields.completed
 		}
@@ -307,16 +307,46 @@ func (s *server) handleUpdateTask() http.Handler {
 	})
 }
 
-// handleCompleteTask sets completed from {"completed": true|false}, or,
-// with no body at all, flips it.
+// handlePatchTask is a partial update: any of title, description and
+// completed, each under PUT's rule; what is left out is kept.
+func (s *server) handlePatchTask() http.Handler {
+	return s.handleChangeTask(func(w http.ResponseWriter, r *http.Request) (taskChange, error) {
+		body, err := decode(w, r)
+		if err != nil {
+			return nil, err
+		}
+		fields, err := parsePatchFields(body)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
+			return s.store.UpdateTask(ctx, userID, id, fields, ifMatch)
+		}, nil
+	})
+}
+
+// handleCompleteTask sets completed from {"completed": true|false}; with
+// no body at all, from ?completed=true|false, or else flips it.
 func (s *server) handleCompleteTask() http.Handler {
 	return s.handleChangeTask(func(w http.ResponseWriter, r *http.Request) (taskChange, error) {
 		raw, err := readBody(w, r)
 		if err != nil {
 			return nil, err
 		}
-		if len(raw) == 0 {
+		fromQuery, err := completedFromQuery(r)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) == 0 && fromQuery == nil {
 			return s.store.ToggleCompleted, nil
+		}
+		if len(raw) == 0 {
+			return func(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
+				return s.store.SetCompleted(ctx, userID, id, *fromQuery, ifMatch)
+			}, nil
+		}
+		if fromQuery != nil {
+			return nil, validationError(fieldError{"completed", "give completed in the body or in the query, not both"})
 		}
 		body, err := decodeObject(raw)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -838,17 +839,100 @@ func TestSlowClientGetsTheWholeList(t *testing.T) {
 	t.Parallel()
 	user := newUser(t)
 	cfg := testConfig()
-	cfg.dbTimeout = 100 * time.Millisecond
-	store, _, cfg := ownTasksStore(t, cfg, user, 30)
-	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(int) { time.Sleep(150 * time.Millisecond) }}
+	cfg.dbTimeout = time.Second
+	store, _, cfg := ownTasksStore(t, cfg, user, 12) // about 120 KB: two pages and the end
+	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(int) { time.Sleep(cfg.dbTimeout + 100*time.Millisecond) }}
 	serveListInProcess(cfg, store, mustToken(t, user), w)
 	var list []taskJSON
-	if err := json.Unmarshal(w.body.Bytes(), &list); err != nil || len(list) != 30 || w.writes < 5 {
-		t.Fatalf("%d tasks in %d writes, %v; want all 30 in several pages", len(list), w.writes, err)
+	if err := json.Unmarshal(w.body.Bytes(), &list); err != nil || len(list) != 12 || w.writes < 2 {
+		t.Fatalf("%d tasks in %d writes, %v; want all 12 in several pages", len(list), w.writes, err)
 	}
 	for i, task := range list {
-		if want := fmt.Sprint("long ", 29-i); task.Title != want {
+		if want := fmt.Sprint("long ", 11-i); task.Title != want {
 			t.Fatalf("task %d is %q; want %q (newest first, each once)", i, task.Title, want)
 		}
+	}
+}
+
+// TestPatchIsAPartialUpdate: PATCH /api/tasks/{id}, through both route
+// shapes, changes the members given under PUT's rules and keeps the rest,
+// with If-Match, 404 and 422 as PUT has them.
+func TestPatchIsAPartialUpdate(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	for _, base := range []string{"/api/tasks", userPath(user, "")} {
+		task := mustCreate(t, srv, token, map[string]any{"title": "first", "description": "kept"})
+		one := base + "/" + strconv.FormatInt(task.ID, 10)
+		steps := []struct {
+			body        any
+			title, desc string // desc "-" for null
+			completed   bool
+		}{
+			{map[string]any{"completed": true}, "first", "kept", true},
+			{map[string]any{"title": "  second  "}, "second", "kept", true},
+			{map[string]any{"description": "changed"}, "second", "changed", true},
+			{map[string]any{"description": nil, "completed": false}, "second", "-", false},
+			{map[string]any{"title": "third", "description": "back", "completed": true, "id": 99}, "third", "back", true},
+		}
+		for _, step := range steps {
+			res := srv.request(t, "PATCH", one, token, step.body)
+			if res.status != http.StatusOK {
+				t.Fatalf("PATCH %s %v = %s", one, step.body, res)
+			}
+			got := decodeTask(t, res)
+			desc := "-"
+			if got.Description != nil {
+				desc = *got.Description
+			}
+			if got.ID != task.ID || got.Title != step.title || desc != step.desc || got.Completed != step.completed {
+				t.Errorf("PATCH %v gave %+v; want %q %q %v", step.body, got, step.title, step.desc, step.completed)
+			}
+			if again := decodeTask(t, srv.request(t, "GET", one, token, nil)); again.Title != got.Title || again.Completed != got.Completed {
+				t.Errorf("GET after PATCH = %+v; want %+v", again, got)
+			}
+		}
+		etag := srv.request(t, "GET", one, token, nil).header.Get("ETag")
+		wantError(t, srv.request(t, "PATCH", one, token, map[string]any{"title": "stale"}, "If-Match", `"v1"`), http.StatusPreconditionFailed, codePreconditionFailed)
+		if res := srv.request(t, "PATCH", one, token, map[string]any{"title": "current"}, "If-Match", etag); res.status != http.StatusOK {
+			t.Errorf("PATCH with the current ETag = %s", res)
+		}
+		for _, body := range []any{map[string]any{}, map[string]any{"title": ""}, map[string]any{"title": nil}, map[string]any{"completed": "true"}, map[string]any{"description": 5}, []any{}} {
+			wantError(t, srv.request(t, "PATCH", one, token, body), http.StatusUnprocessableEntity, codeValidation)
+		}
+		wantError(t, srv.request(t, "PATCH", one, token, `{"title":`), http.StatusBadRequest, codeBadRequest)
+		wantError(t, srv.request(t, "PATCH", one, mustToken(t, newUser(t)), map[string]any{"title": "theirs"}), http.StatusNotFound, codeNotFound)
+		wantError(t, srv.request(t, "PATCH", base+"/999999999", token, map[string]any{"title": "none"}), http.StatusNotFound, codeNotFound)
+		if got := decodeTask(t, srv.request(t, "GET", one, token, nil)); got.Title != "current" {
+			t.Errorf("refused PATCHes changed the task: %+v", got)
+		}
+	}
+}
+
+// TestCompleteFromTheQuery: PATCH .../complete with no body and
+// ?completed=true|false sets that value (twice is still that value, not a
+// flip); with neither it flips; a body beside the query, or a bad value,
+// is 422.
+func TestCompleteFromTheQuery(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	for _, base := range []string{"/api/tasks", userPath(user, "")} {
+		task := mustCreate(t, srv, token, map[string]any{"title": "query"})
+		complete := base + "/" + strconv.FormatInt(task.ID, 10) + "/complete"
+		for _, step := range []struct {
+			query string
+			want  bool
+		}{{"?completed=false", false}, {"?completed=true", true}, {"?completed=true", true}, {"", false}, {"?completed=false", false}, {"", true}} {
+			res := srv.request(t, "PATCH", complete+step.query, token, nil)
+			if res.status != http.StatusOK || decodeTask(t, res).Completed != step.want {
+				t.Errorf("PATCH %s%s = %s; want completed %v", complete, step.query, res, step.want)
+			}
+		}
+		wantError(t, srv.request(t, "PATCH", complete+"?completed=false", token, map[string]any{"completed": true}), http.StatusUnprocessableEntity, codeValidation)
+		wantError(t, srv.request(t, "PATCH", complete+"?completed=maybe", token, nil), http.StatusUnprocessableEntity, codeValidation)
+		wantError(t, srv.request(t, "PATCH", complete+"?completed=%zz", token, nil), http.StatusUnprocessableEntity, codeValidation)
 	}
 }

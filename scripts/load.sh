@@ -385,13 +385,23 @@ if [ "$scale" = 1 ]; then
 		-c "PREPARE delete_task AS $(statement_of delete.sql user id has_condition versions)" \
 		-c "PREPARE list_batch AS $(statement_of list_batch.sql batch_users batch_completed batch_limits batch_offsets)" \
 		-c "PREPARE get_batch AS $(statement_of get_batch.sql batch_users batch_ids)" \
+		-c "PREPARE list_oldest AS $(statement_of list_oldest.sql user limit offset)" \
+		-c "PREPARE list_title AS $(statement_of list_title.sql user limit offset)" \
+		-c "PREPARE list_title_desc AS $(statement_of list_title_desc.sql user limit offset)" \
+		-c "PREPARE list_after AS $(statement_of list_after.sql user created id limit)" \
+		-c "PREPARE list_title_after AS $(statement_of list_title_after.sql user title id limit)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_completed('5000', true, 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_task('5000', 499950)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950, false, '{}', 'load', false, NULL, NULL)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950, false, '{}')" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_batch('{5000,5001}', '{NULL,true}', '{50,50}', '{0,0}')" \
-		-c "EXPLAIN (COSTS OFF) EXECUTE get_batch('{5000,5001}', '{499950,500050}')" | sed 's/^/  /'
+		-c "EXPLAIN (COSTS OFF) EXECUTE get_batch('{5000,5001}', '{499950,500050}')" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_oldest('5000', 100, 0)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_title('5000', 100, 0)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_title_desc('5000', 100, 0)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_after('5000', now(), 499950, 100)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE list_title_after('5000', 'task', 499950, 100)" | sed 's/^/  /'
 fi
 
 echo

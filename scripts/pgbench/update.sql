@@ -2,7 +2,7 @@
 \set user random(1, :users)
 \set id (:user - 1) * :per_user + random(1, :per_user)
 UPDATE tasks SET
-    title = :title,
+    title = COALESCE(:title, title),
     description = CASE WHEN :description_set::boolean THEN :description::text ELSE description END,
     completed = COALESCE(:completed::boolean, completed),
     updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'),
