@@ -13,25 +13,6 @@ import (
 	"time"
 )
 
-// narrowStore is a store over db with a pool of conns connections, so that
-// concurrent requests wait and batches form. It closes with the test.
-func narrowStore(t testing.TB, db *sql.DB, conns int) *Store {
-	t.Helper()
-	db.SetMaxOpenConns(conns)
-	store, err := prepareStore(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return store
-}
-
-// newNarrowStore opens its own pool on the shared test database.
-func newNarrowStore(t *testing.T, conns int) *Store {
-	t.Helper()
-	return narrowStore(t, openPool(t), conns)
-}
-
 // openPool is a pool of its own on the shared test database, closed with
 // the test.
 func openPool(t *testing.T) *sql.DB {
@@ -49,10 +30,8 @@ func waitingInBatchers(t *testing.T, s *Store, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		got := 0
-		for _, b := range s.batchers() {
-			b.mu.Lock()
-			got += len(b.waiting)
-			b.mu.Unlock()
+		for _, k := range s.kinds() {
+			got += k.waitingCount()
 		}
 		if got >= n {
 			return
@@ -77,14 +56,14 @@ func batchesOf(s *Store, op string) (statements, shared uint64) {
 
 // heldStore is a one-connection store whose connection the test holds, so
 // that every request it is given waits; release lets them all run.
-func heldStore(t *testing.T, db *sql.DB) (store *Store, release func()) {
+func heldStore(t *testing.T, db *sql.DB, change ...func(*storeOptions)) (store *Store, release func()) {
 	t.Helper()
-	store = narrowStore(t, db, 1)
-	if err := store.enter(context.Background()); err != nil {
+	store = newStore(t, db, 1, change...)
+	if err := store.queue.enter(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	var once sync.Once
-	release = func() { once.Do(store.leave) }
+	release = func() { once.Do(store.queue.leave) }
 	t.Cleanup(release)
 	return store, release
 }
@@ -320,8 +299,8 @@ func TestBatchWaiterGivesUpAlone(t *testing.T) {
 	if _, err := store.GetTask(shortCtx, "hasty-user", 1); !errors.Is(err, context.DeadlineExceeded) || !isUnavailable(err) {
 		t.Fatalf("get past its deadline = %v; want a deadline error that maps to 503", err)
 	}
-	if store.gets.withdraw(&waiter{}) || len(store.gets.waiting) != 1 {
-		t.Fatalf("after the hasty request gave up, %d wait; want the patient one", len(store.gets.waiting))
+	if store.gets.withdraw(&waiter[getRequest, Task]{}) || store.gets.waitingCount() != 1 {
+		t.Fatalf("after the hasty request gave up, %d wait; want the patient one", store.gets.waitingCount())
 	}
 	release()
 	if err := <-patient; !errors.Is(err, errNotFound) {
@@ -333,14 +312,13 @@ func TestBatchWaiterGivesUpAlone(t *testing.T) {
 // before coalescing, and no batch statement runs.
 func TestBatchingOff(t *testing.T) {
 	t.Parallel()
-	store, release := heldStore(t, openPool(t))
-	store.batchMax = 1
+	store, release := heldStore(t, openPool(t), func(o *storeOptions) { o.batchMax = 1 })
 	got := make(chan error, 1)
 	go func() {
 		_, err := store.GetTask(context.Background(), "unbatched-user", 1)
 		got <- err
 	}()
-	waitForWaiters(t, ".(*Store).enter", 1)
+	waitForWaiters(t, ".(*connQueue).enter", 1)
 	time.Sleep(10 * time.Millisecond) // other tests' stores wait in enter too
 	release()
 	if err := <-got; !errors.Is(err, errNotFound) {
@@ -519,7 +497,7 @@ func TestBatchStatementsKeepGenericPlans(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := loadSizedDatabase(t)
-	store := narrowStore(t, db, 1) // one connection: the plan cache asked about is the one used
+	store := newStore(t, db, 1) // one connection: the plan cache asked about is the one used
 	const executions = 12
 	for k := range executions {
 		for _, r := range loadRuns(store, k, 0) {

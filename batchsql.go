@@ -25,6 +25,23 @@ import (
 // statement keeps its generic plan: the same nested loop over the same
 // indexes. TestBatchStatementsKeepGenericPlans holds them to it.
 
+// The requests each kind of batch takes.
+type (
+	getRequest struct {
+		userID string
+		id     int64
+	}
+	createRequest struct {
+		userID string
+		input  taskInput
+	}
+	changeRequest struct {
+		userID string
+		id     int64
+		change changeFields
+	}
+)
+
 // getTasksSQL returns, for each (user, id) pair, its position in the
 // arrays and the task, when the user has it.
 const getTasksSQL = `SELECT q.n, ` + taskColumns + `
@@ -78,12 +95,12 @@ func readBatch(rows *sql.Rows, op string, lead []any, each func(row *taskRow) er
 	return nil
 }
 
-func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
+func (s *Store) runGets(ctx context.Context, batch []*waiter[getRequest, Task]) error {
 	var users, ids arrayLiteral
 	for _, w := range batch {
-		users.text(w.userID)
-		ids.int(w.id)
-		w.task, w.err = Task{}, errNotFound
+		users.text(w.req.userID)
+		ids.int(w.req.id)
+		w.res, w.err = Task{}, errNotFound
 	}
 	rows, err := s.getTasks.QueryContext(ctx, users.String(), ids.String())
 	if err != nil {
@@ -96,20 +113,20 @@ func (s *Store) runGets(ctx context.Context, batch []*waiter) error {
 		}
 		w := batch[n-1]
 		t := row.kept()
-		t.UserID = w.userID
-		w.task, w.err = t, nil
+		t.UserID = w.req.userID
+		w.res, w.err = t, nil
 		return nil
 	})
 }
 
-func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
+func (s *Store) runCreates(ctx context.Context, batch []*waiter[createRequest, Task]) error {
 	var users, titles, descriptions, completed arrayLiteral
 	for _, w := range batch {
-		users.text(w.userID)
-		titles.text(w.input.title)
-		descriptions.nullableText(w.input.description)
-		completed.bool(w.input.completed)
-		w.task, w.err = Task{}, nil
+		users.text(w.req.userID)
+		titles.text(w.req.input.title)
+		descriptions.nullableText(w.req.input.description)
+		completed.bool(w.req.input.completed)
+		w.res, w.err = Task{}, nil
 	}
 	rows, err := s.createTasks.QueryContext(ctx, users.String(), titles.String(), descriptions.String(), completed.String())
 	if err != nil {
@@ -122,10 +139,10 @@ func (s *Store) runCreates(ctx context.Context, batch []*waiter) error {
 	var userID string
 	err = readBatch(rows, "create tasks", []any{&userID}, func(row *taskRow) error {
 		for i, w := range batch {
-			if !answered[i] && w.userID == userID && w.input.matches(&row.task) {
+			if !answered[i] && w.req.userID == userID && w.req.input.matches(&row.task) {
 				t := row.kept()
 				t.UserID = userID
-				w.task, answered[i] = t, true
+				w.res, answered[i] = t, true
 				return nil
 			}
 		}
@@ -145,24 +162,24 @@ func (in taskInput) matches(t *Task) bool {
 	return in.description == nil || *in.description == *t.Description
 }
 
-func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
+func (s *Store) runChanges(ctx context.Context, batch []*waiter[changeRequest, Task]) error {
 	// Rows are locked in the order the arrays give them (a nested loop over
 	// unnest): sorted, two batches wanting the same tasks queue for them
 	// instead of deadlocking, which PostgreSQL breaks only after a second.
-	slices.SortFunc(batch, func(a, b *waiter) int {
-		return cmp.Or(strings.Compare(a.userID, b.userID), cmp.Compare(a.id, b.id))
+	slices.SortFunc(batch, func(a, b *waiter[changeRequest, Task]) int {
+		return cmp.Or(strings.Compare(a.req.userID, b.req.userID), cmp.Compare(a.req.id, b.req.id))
 	})
 	var users, ids, titles, descriptionSet, descriptions, completed, toggle arrayLiteral
 	for _, w := range batch {
-		c := &w.change
-		users.text(w.userID)
-		ids.int(w.id)
+		c := &w.req.change
+		users.text(w.req.userID)
+		ids.int(w.req.id)
 		titles.nullableText(c.title)
 		descriptionSet.bool(c.descriptionSet)
 		descriptions.nullableText(c.description)
 		completed.nullableBool(c.completed)
 		toggle.bool(c.toggle)
-		w.task, w.err = Task{}, errNotFound
+		w.res, w.err = Task{}, errNotFound
 	}
 	rows, err := s.changeTasks.QueryContext(ctx, users.String(), ids.String(), titles.String(),
 		descriptionSet.String(), descriptions.String(), completed.String(), toggle.String())
@@ -172,10 +189,10 @@ func (s *Store) runChanges(ctx context.Context, batch []*waiter) error {
 	var userID string
 	return readBatch(rows, "change tasks", []any{&userID}, func(row *taskRow) error {
 		for _, w := range batch {
-			if w.id == row.task.ID && w.userID == userID {
+			if w.req.id == row.task.ID && w.req.userID == userID {
 				t := row.kept()
 				t.UserID = userID
-				w.task, w.err = t, nil
+				w.res, w.err = t, nil
 				return nil
 			}
 		}

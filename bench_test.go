@@ -163,7 +163,7 @@ func BenchmarkVerifyCached(b *testing.B) {
 // five gets saves.
 func BenchmarkStatements(b *testing.B) {
 	ctx := context.Background()
-	store := narrowStore(b, loadSizedDatabase(b), 1)
+	store := newStore(b, loadSizedDatabase(b), 1)
 	// The arguments are made before timing: 64 draws of users, repeated.
 	draws := make([][]loadRun, 64)
 	for k := range draws {

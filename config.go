@@ -195,7 +195,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		min, max int
 	}{
 		{"DB_MAX_CONNS", &cfg.dbMaxConns, 4, 1, 1000},
-		{"DB_BATCH_MAX", &cfg.dbBatchMax, defaultBatchMax, 1, 1000},
+		{"DB_BATCH_MAX", &cfg.dbBatchMax, 32, 1, 1000},
 		{"RATE_LIMIT_BURST", &cfg.rateLimitBurst, 100, 1, 1_000_000},
 		{"QUOTA_TASKS", &cfg.quotaTasks, 10_000, 0, 1 << 31},
 		{"QUOTA_BYTES", &cfg.quotaBytes, 50 << 20, 0, 1 << 40},

@@ -62,7 +62,7 @@ func TestLoadConfigDefaultsAndAliases(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.databaseURL != "host=neon" || cfg.addr != ":8000" || !cfg.cors.origins["http://localhost:3000"] || cfg.logLevel != slog.LevelInfo ||
-		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 4 || cfg.dbBatchMax != defaultBatchMax {
+		cfg.dbTimeout != 5*time.Second || cfg.dbWait != 30*time.Second || cfg.shutdownTimeout != 15*time.Second || cfg.dbMaxConns != 4 || cfg.dbBatchMax != 32 || cfg.clientStallTimeout != 10*time.Second {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	cfg, err = loadConfig(envFrom(map[string]string{

@@ -22,7 +22,7 @@ func TestRandomizedIsolation(t *testing.T) {
 	})
 	t.Run("batching", func(t *testing.T) {
 		t.Parallel()
-		store := newNarrowStore(t, 2)
+		store := newStore(t, nil, 2)
 		checkRandomizedIsolation(t, store)
 		for _, op := range []string{"get", "create", "change", "list"} {
 			statements, shared := batchesOf(store, op)

@@ -175,7 +175,7 @@ func (l *TaskList) NextPage(ctx context.Context, out taskSink) (done bool, err e
 	}
 	p := l.newPage(out)
 	if l.after == nil && l.filter.order == (listOrder{}) {
-		_, err = l.store.submit(ctx, l.store.lists, &waiter{userID: l.userID, list: p})
+		_, err = l.store.lists.submit(ctx, p)
 	} else {
 		err = l.store.entered(ctx, func() error { return p.readAlone(ctx) })
 	}
@@ -310,16 +310,16 @@ CROSS JOIN LATERAL (
     LIMIT q.q_limit OFFSET q.q_offset) AS t`
 
 // runLists reads the first page of every list in batch in one statement.
-func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
+func (s *Store) runLists(ctx context.Context, batch []*waiter[*listPage, struct{}]) error {
 	var users, completed, limits, offsets arrayLiteral
 	for _, w := range batch {
-		p := w.list
-		users.text(w.userID)
+		p := w.req
+		users.text(p.list.userID)
 		completed.nullableBool(p.list.filter.completed)
 		limits.int(p.limit())
 		offsets.int(p.list.filter.offset)
 		p.restart()
-		w.task, w.err = Task{}, nil
+		w.err = nil
 	}
 	rows, err := s.listTaskBatch.QueryContext(ctx, users.String(), completed.String(), limits.String(), offsets.String())
 	if err != nil {
@@ -336,7 +336,7 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter) error {
 			return errRerunAlone
 		}
 		last, previous = n, Task{ID: t.ID, CreatedAt: t.CreatedAt}
-		batch[n-1].list.take(t)
+		batch[n-1].req.take(t)
 		return nil
 	})
 }

@@ -62,12 +62,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := setQuotaLimits(ctx, db, int64(cfg.quotaTasks), int64(cfg.quotaBytes)); err != nil {
 		return err
 	}
-	store, err := openStore(ctx, db, prepared, logger)
+	store, err := openStore(ctx, db, storeOptions{prepared: prepared, batchMax: cfg.dbBatchMax, logger: logger})
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	store.batchMax = cfg.dbBatchMax
 
 	verifier := newVerifiers(cfg, nil)
 	if verifier.jwks != nil {

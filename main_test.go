@@ -79,7 +79,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if testStore, err = prepareStore(ctx, testDB); err != nil {
+	if testStore, err = openStore(ctx, testDB, testStoreOptions()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -495,12 +495,7 @@ func newProxiedStore(t *testing.T) (*tcpProxy, *Store, *sql.DB) {
 	proxy, connector := newTCPProxy(t, testDSN)
 	db := sql.OpenDB(connector)
 	t.Cleanup(func() { db.Close() })
-	store, err := prepareStore(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return proxy, store, db
+	return proxy, newStore(t, db, 0), db
 }
 
 // closedAddr is a loopback address nothing listens on: a port the kernel
@@ -577,3 +572,37 @@ func startProgram(t *testing.T, env map[string]string) (string, context.CancelFu
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// testStoreOptions are the server's defaults: prepared statements and
+// DB_BATCH_MAX 32, and no log.
+func testStoreOptions() storeOptions {
+	return storeOptions{prepared: true, batchMax: 32, logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+}
+
+// newStore is the tests' one way to make a store: over db (nil: a pool of
+// its own on the shared test database), capped at conns connections (0:
+// as db is), with testStoreOptions changed by change; it closes with the
+// test.
+func newStore(t testing.TB, db *sql.DB, conns int, change ...func(*storeOptions)) *Store {
+	t.Helper()
+	if db == nil {
+		var err error
+		if db, err = sql.Open("postgres", testDSN); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+	}
+	if conns > 0 {
+		db.SetMaxOpenConns(conns)
+	}
+	opts := testStoreOptions()
+	for _, c := range change {
+		c(&opts)
+	}
+	store, err := openStore(context.Background(), db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	return store
+}

@@ -90,10 +90,11 @@ type errorBody struct {
 }
 
 // writeError is the one way an error reaches a client. An *apiError (also
-// wrapped) answers with its own code; any other error is unexpected: the
-// database being out of reach is a 503, a client that left is logged as
-// 499, and everything else is a 500 "internal error". Every 5xx puts err
-// on the request's log line; the client never sees more than the detail.
+// wrapped) answers with its own code (the store gives one for every
+// database failure it can name, an outage included); any other error is
+// unexpected: a client that left is logged as 499, and everything else is
+// a 500 "internal error". Every 5xx puts err on the request's log line;
+// the client never sees more than the detail.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *apiError
 	status := 0
@@ -103,8 +104,6 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		// The client is gone; nobody reads this answer.
 		e, status = &apiError{code: codeUnavailable, detail: "request cancelled"}, statusClientClosed
-	case isUnavailable(err):
-		e = &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly"}
 	default:
 		e = &apiError{code: codeInternal, detail: "internal error"}
 	}

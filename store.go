@@ -5,12 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -82,28 +80,19 @@ WHERE ` + ifMatchClause
 // property of the SQL, not of each caller remembering it; the key sweep
 // alone spans users, and touches only expired keys.
 type Store struct {
-	db *sql.DB
-	// prepared: statements are prepared once per connection; without,
-	// each goes unnamed (DB_PREPARED_STATEMENTS=false).
-	prepared bool
-	logger   *slog.Logger
+	db     *sql.DB
+	opts   storeOptions
+	queue  *connQueue
+	closed chan struct{} // closed by Close: parked batch leaders exit
 	// poolerWarning logs, once, that the pooler loses prepared statements.
 	poolerWarning sync.Once
-	// queue admits callers to the pool first come, first served. It is
-	// sized from the pool's MaxOpenConnections when the store is made, and
-	// nil when the pool is unbounded. See enter.
-	queue          chan struct{}
-	queueWaits     atomic.Int64 // callers that found the queue full
-	queueWaitNanos atomic.Int64
-	// batchMax is DB_BATCH_MAX; 1 turns coalescing off. The batchers hold
-	// the requests waiting to share a statement (batch.go).
-	batchMax  int
-	closed    chan struct{} // closed by Close: parked batch leaders exit
-	closeOnce sync.Once
-	gets      *batcher
-	creates   *batcher
-	changes   *batcher
-	lists     *batcher
+	closeOnce     sync.Once
+	// The batchers, where requests that find every connection busy wait
+	// to share a statement (batch.go).
+	gets    *batcher[getRequest, Task]
+	creates *batcher[createRequest, Task]
+	changes *batcher[changeRequest, Task]
+	lists   *batcher[*listPage, struct{}]
 	// listStatements holds a statement for every listShape, at its index.
 	listStatements   [16]*statement
 	getTask          *statement
@@ -121,6 +110,17 @@ type Store struct {
 	createTasks      *statement
 	changeTasks      *statement
 	listTaskBatch    *statement
+}
+
+// storeOptions are what openStore is told.
+type storeOptions struct {
+	// prepared: statements are prepared once per connection; without,
+	// each goes unnamed (openDB's probe, or DB_PREPARED_STATEMENTS=false).
+	prepared bool
+	// batchMax is DB_BATCH_MAX: the most requests one coalesced statement
+	// takes; 1 turns coalescing off.
+	batchMax int
+	logger   *slog.Logger
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -164,42 +164,28 @@ func (s *Store) readStatements() []**statement {
 	return reads
 }
 
-// prepareStore is openStore with prepared statements and no logger.
-func prepareStore(ctx context.Context, db *sql.DB) (*Store, error) {
-	return openStore(ctx, db, true, slog.New(slog.NewJSONHandler(io.Discard, nil)))
-}
-
-// openStore makes the store over db. With prepared, every statement is
-// prepared once here, and database/sql re-prepares them on each new pooled
-// connection as needed; without, nothing is prepared.
-func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logger) (*Store, error) {
-	s := &Store{db: db, prepared: prepared, logger: logger, batchMax: defaultBatchMax, closed: make(chan struct{})}
-	s.gets = &batcher{op: "get", run: s.runGets,
-		alone: func(ctx context.Context, w *waiter) (Task, error) {
-			return s.getTaskEntered(ctx, w.userID, w.id)
-		}}
-	s.creates = &batcher{op: "create", run: s.runCreates,
-		alone: func(ctx context.Context, w *waiter) (Task, error) {
-			return s.createTaskEntered(ctx, w.userID, w.input)
-		}}
-	s.changes = &batcher{op: "change", distinct: true, run: s.runChanges,
-		alone: func(ctx context.Context, w *waiter) (Task, error) {
-			return s.changeAlone(ctx, w.userID, w.id, w.change, false, versionArray(nil))
-		}}
-	s.lists = &batcher{op: "list", run: s.runLists,
-		alone: func(ctx context.Context, w *waiter) (Task, error) {
-			return Task{}, w.list.readAlone(ctx)
-		}}
-	for _, b := range s.batchers() {
-		b.store, b.idle = s, make(chan struct{})
-	}
-	if n := db.Stats().MaxOpenConnections; n > 0 {
-		s.queue = make(chan struct{}, n)
-	}
+// openStore makes the store over db. With opts.prepared, every statement
+// is prepared once here, and database/sql re-prepares them on each new
+// pooled connection as needed; without, nothing is prepared.
+func openStore(ctx context.Context, db *sql.DB, opts storeOptions) (*Store, error) {
+	s := &Store{db: db, opts: opts, queue: newConnQueue(db.Stats().MaxOpenConnections), closed: make(chan struct{})}
+	s.gets = newBatcher(s, "get", s.runGets, func(ctx context.Context, r getRequest) (Task, error) {
+		return s.getTaskEntered(ctx, r.userID, r.id)
+	})
+	s.creates = newBatcher(s, "create", s.runCreates, func(ctx context.Context, r createRequest) (Task, error) {
+		return s.createTaskEntered(ctx, r.userID, r.input)
+	})
+	s.changes = newBatcher(s, "change", s.runChanges, func(ctx context.Context, r changeRequest) (Task, error) {
+		return s.changeAlone(ctx, r.userID, r.id, r.change, false, versionArray(nil))
+	})
+	s.changes.conflict = func(a, b changeRequest) bool { return a.id == b.id && a.userID == b.userID }
+	s.lists = newBatcher(s, "list", s.runLists, func(ctx context.Context, p *listPage) (struct{}, error) {
+		return struct{}{}, p.readAlone(ctx)
+	})
 	reads := s.readStatements()
 	for _, st := range s.statements() {
 		*st.stmt = &statement{query: st.query, conn: db, read: slices.Contains(reads, st.stmt)}
-		if !prepared {
+		if !opts.prepared {
 			continue
 		}
 		stmt, err := db.PrepareContext(ctx, st.query)
@@ -209,6 +195,25 @@ func openStore(ctx context.Context, db *sql.DB, prepared bool, logger *slog.Logg
 		(*st.stmt).stmt = stmt
 	}
 	return s, nil
+}
+
+// newBatcher is a batcher of one kind for s's queue.
+func newBatcher[Req, Res any](s *Store, op string, run func(context.Context, []*waiter[Req, Res]) error,
+	alone func(context.Context, Req) (Res, error)) *batcher[Req, Res] {
+	return &batcher[Req, Res]{op: op, queue: s.queue, max: s.opts.batchMax, closed: s.closed,
+		run: run, alone: alone, answer: s.answer, idle: make(chan struct{})}
+}
+
+// kinds is every batcher, for metrics.
+func (s *Store) kinds() []kind { return []kind{s.gets, s.creates, s.changes, s.lists} }
+
+// BatchStats reports the statements run for waiting requests, by kind.
+func (s *Store) BatchStats() []batchStats {
+	var out []batchStats
+	for _, k := range s.kinds() {
+		out = append(out, k.stats())
+	}
+	return out
 }
 
 // Close releases the prepared statements; the pool belongs to the caller.
@@ -223,73 +228,35 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
-// enter waits for one of the pool's connections, in arrival order, and
-// leave gives it back. database/sql hands a freed connection to a random
-// waiter, so under load its own queue turned a 6 ms median into a 25 ms
-// p99; waiting here instead, on a channel whose waiters are served in
-// order, means the pool never has waiters of its own. Every exported
-// method holds exactly one place for its whole database work and never
-// enters twice, so callers cannot deadlock on the queue.
-func (s *Store) enter(ctx context.Context) error {
-	if s.queue == nil || s.tryEnter() {
-		return nil
-	}
-	start := time.Now()
-	defer s.waited(start)
-	select {
-	case s.queue <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return waitAbandoned(ctx)
-	}
-}
-
-// tryEnter takes a place if one is free now.
-func (s *Store) tryEnter() bool {
-	select {
-	case s.queue <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-// waited counts one wait for a place, begun at since, in PoolStats.
-func (s *Store) waited(since time.Time) {
-	s.queueWaits.Add(1)
-	s.queueWaitNanos.Add(int64(time.Since(since)))
-}
-
-// waitAbandoned is the error of a caller whose context ended while it
-// waited for a place: a deadline, so a 503.
-func waitAbandoned(ctx context.Context) error {
-	return fmt.Errorf("waiting for a database connection: %w", ctx.Err())
-}
-
-func (s *Store) leave() {
-	if s.queue != nil {
-		<-s.queue
-	}
-}
-
-// entered runs work holding one place in the queue: the one way an
-// exported method reaches the database.
+// entered runs work holding one place in the connection queue: the one
+// way an exported method reaches the database but through a batcher.
 func (s *Store) entered(ctx context.Context, work func() error) error {
-	if err := s.enter(ctx); err != nil {
+	if err := s.queue.enter(ctx); err != nil {
 		return err
 	}
-	return s.holding(work)
-}
-
-// holding runs work in the place the caller has entered, then leaves it.
-func (s *Store) holding(work func() error) error {
-	defer s.leave()
+	defer s.queue.leave()
 	return s.answer(work())
 }
 
-// answer is what a caller hears of its database work's error.
+// answer is what a caller hears of its database work's error: the
+// contract's answer for a quota refusal, a lost prepared statement or a
+// database out of reach (a 503), else the error as it is.
 func (s *Store) answer(err error) error {
-	return s.checkPooler(quotaError(err))
+	if err == nil {
+		return nil
+	}
+	if err = s.checkPooler(quotaError(err)); isUnavailable(err) {
+		var apiErr *apiError
+		if !errors.As(err, &apiErr) {
+			return errUnavailable(err)
+		}
+	}
+	return err
+}
+
+// errUnavailable is the 503 of a database out of reach or too slow.
+func errUnavailable(cause error) error {
+	return &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly", cause: cause}
 }
 
 // checkPooler turns the errors of a lost prepared statement into a 503,
@@ -298,15 +265,15 @@ func (s *Store) answer(err error) error {
 // this is for a path that changed after start, such as a reconfigured
 // PgBouncer.
 func (s *Store) checkPooler(err error) error {
-	if err == nil || !s.prepared || !isPreparedStatementLost(err) {
+	if err == nil || !s.opts.prepared || !isPreparedStatementLost(err) {
 		return err
 	}
 	s.poolerWarning.Do(func() {
-		s.logger.Error("the database or its pooler lost a prepared statement, which the start-up probe found it kept: restart the server so that the probe runs again, or set DB_PREPARED_STATEMENTS=false",
+		s.opts.logger.Error("the database or its pooler lost a prepared statement, which the start-up probe found it kept: restart the server so that the probe runs again, or set DB_PREPARED_STATEMENTS=false",
 			"error", err.Error())
 	})
 	// The service is misconfigured, not the request: a 503 like an outage.
-	return &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly", cause: err}
+	return errUnavailable(err)
 }
 
 // isPreparedStatementLost: 26000 prepared statement does not exist, 42P05
@@ -330,8 +297,8 @@ func isPreparedStatementLost(err error) bool {
 // requests wait for a connection now.
 func (s *Store) PoolStats() sql.DBStats {
 	stats := s.db.Stats()
-	stats.WaitCount += s.queueWaits.Load()
-	stats.WaitDuration += time.Duration(s.queueWaitNanos.Load())
+	stats.WaitCount += s.queue.waits.Load()
+	stats.WaitDuration += time.Duration(s.queue.waitNanos.Load())
 	return stats
 }
 
@@ -342,7 +309,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // GetTask returns the user's task id, or errNotFound.
 func (s *Store) GetTask(ctx context.Context, userID string, id int64) (Task, error) {
-	return s.submit(ctx, s.gets, &waiter{userID: userID, id: id})
+	return s.gets.submit(ctx, getRequest{userID, id})
 }
 
 func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Task, error) {
@@ -351,7 +318,7 @@ func (s *Store) getTaskEntered(ctx context.Context, userID string, id int64) (Ta
 
 // CreateTask stores a new task for the user.
 func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Task, error) {
-	return s.submit(ctx, s.creates, &waiter{userID: userID, input: in})
+	return s.creates.submit(ctx, createRequest{userID, in})
 }
 
 func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInput) (Task, error) {
@@ -380,7 +347,7 @@ func (s *Store) ToggleCompleted(ctx context.Context, userID string, id int64, if
 // change batcher when unconditional, else through writeIfMatch, alone.
 func (s *Store) changeTask(ctx context.Context, userID string, id int64, ifMatch []int64, c changeFields) (t Task, err error) {
 	if ifMatch == nil {
-		return s.submit(ctx, s.changes, &waiter{userID: userID, id: id, change: c})
+		return s.changes.submit(ctx, changeRequest{userID, id, c})
 	}
 	err = s.writeIfMatch(ctx, userID, id, ifMatch, func(conditional bool, versions any) error {
 		t, err = s.changeAlone(ctx, userID, id, c, conditional, versions)

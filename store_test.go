@@ -147,25 +147,15 @@ func TestDatabaseOutage(t *testing.T) {
 // deadline passes in the queue gets a 503-class error and takes no place.
 func TestPoolQueueIsFirstComeFirstServed(t *testing.T) {
 	t.Parallel()
-	db, err := sql.Open("postgres", testDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	store, err := prepareStore(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := newStore(t, nil, 1)
 	ctx := context.Background()
-	if err := store.enter(ctx); err != nil {
+	if err := store.queue.enter(ctx); err != nil {
 		t.Fatal(err)
 	}
 
 	shortCtx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	_, err = store.GetTask(shortCtx, "queue-user", 1)
+	_, err := store.GetTask(shortCtx, "queue-user", 1)
 	if !errors.Is(err, context.DeadlineExceeded) || !isUnavailable(err) {
 		t.Fatalf("GetTask with the pool held past its deadline = %v; want a deadline error that maps to 503", err)
 	}
@@ -177,16 +167,16 @@ func TestPoolQueueIsFirstComeFirstServed(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := store.enter(ctx); err != nil {
+			if err := store.queue.enter(ctx); err != nil {
 				t.Error(err)
 				return
 			}
 			admitted <- i
-			store.leave()
+			store.queue.leave()
 		}()
-		waitForWaiters(t, ".(*Store).enter", i+1)
+		waitForWaiters(t, ".(*connQueue).enter", i+1)
 	}
-	store.leave()
+	store.queue.leave()
 	wg.Wait()
 	close(admitted)
 	next := 0
@@ -616,11 +606,7 @@ func TestQuotas(t *testing.T) {
 	if err := setQuotaLimits(ctx, db, maxTasks, maxBytes); err != nil {
 		t.Fatal(err)
 	}
-	store, err := prepareStore(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := newStore(t, db, 0)
 	srv := newTestServer(t, testConfig(), store)
 	user := newUser(t)
 	token := mustToken(t, user)
@@ -809,10 +795,5 @@ func openServerStore(t *testing.T, cfg config) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	store, err := prepareStore(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	return store
+	return newStore(t, db, 0)
 }

@@ -412,7 +412,7 @@ func stripRequestID(body []byte) string {
 // change batcher (never in one statement: they name the same task).
 func TestConcurrentWritesNeverFail(t *testing.T) {
 	t.Parallel()
-	store := newNarrowStore(t, 2)
+	store := newStore(t, nil, 2)
 	srv := newTestServer(t, testConfig(), store)
 	token := mustToken(t, newUser(t))
 	task := mustCreate(t, srv, token, map[string]any{"title": "contended"})
