@@ -15,8 +15,7 @@ import (
 // The timestamps go out as timestamptz_send's eight bytes: lib/pq reads a
 // prepared statement's bytea in binary, so PostgreSQL formats no text and
 // the server parses none. Formatting two timestamps per row was the largest
-// part of what a list cost PostgreSQL beyond reading its rows (README,
-// Performance).
+// part of what a list cost PostgreSQL beyond reading its rows.
 const taskColumns = `id, title, description, completed, timestamptz_send(created_at), timestamptz_send(updated_at), version`
 
 type scanner interface {
@@ -93,97 +92,22 @@ func (c int64Column) Scan(src any) error {
 	return nil
 }
 
-// pgTimestamp scans a timestamp into a time.Time: timestamptz_send's eight
-// bytes (the task columns), or timestamptz's text output (an idempotency
-// key's task_created, kept as text).
+// pgTimestamp scans timestamptz_send's eight bytes into a time.Time.
 type pgTimestamp struct{ t *time.Time }
 
 // postgresEpochMicros is 2000-01-01 UTC, where timestamptz_send counts from,
 // in microseconds since 1970.
 const postgresEpochMicros = 946_684_800 * 1_000_000
 
-// Scan implements sql.Scanner.
+// Scan implements sql.Scanner. A prepared statement's bytea comes in
+// binary, an unnamed one's as hex text, which lib/pq decodes: the same
+// eight bytes either way.
 func (p pgTimestamp) Scan(src any) error {
-	var s string
-	switch v := src.(type) {
-	case string:
-		s = v
-	case []byte:
-		// A text timestamp is never eight bytes long.
-		if len(v) == 8 {
-			micros := int64(binary.BigEndian.Uint64(v))
-			*p.t = time.UnixMicro(micros + postgresEpochMicros).UTC()
-			return nil
-		}
-		s = string(v)
-	default:
-		return fmt.Errorf("timestamp: unexpected %T", src)
+	b, ok := src.([]byte)
+	if !ok || len(b) != 8 {
+		return fmt.Errorf("timestamp: want timestamptz_send's 8 bytes, got %T of %d", src, len(b))
 	}
-	// PostgreSQL's ISO output in the session's time zone:
-	// 2026-01-18 10:00:00.123456+00, +05:30, -03 ...
-	t, ok := parsePGTimestamp(s)
-	if !ok {
-		return fmt.Errorf("timestamp: unexpected format %q", s)
-	}
-	*p.t = t
+	micros := int64(binary.BigEndian.Uint64(b))
+	*p.t = time.UnixMicro(micros + postgresEpochMicros).UTC()
 	return nil
-}
-
-// parsePGTimestamp reads YYYY-MM-DD HH:MM:SS[.ffffff]±HH[:MM[:SS]].
-func parsePGTimestamp(s string) (time.Time, bool) {
-	if len(s) < len("2006-01-02 15:04:05+00") || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
-		return time.Time{}, false
-	}
-	num := func(from, to int) (int, bool) {
-		n := 0
-		for i := from; i < to; i++ {
-			c := s[i]
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	year, ok1 := num(0, 4)
-	month, ok2 := num(5, 7)
-	day, ok3 := num(8, 10)
-	hour, ok4 := num(11, 13)
-	minute, ok5 := num(14, 16)
-	second, ok6 := num(17, 19)
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
-		return time.Time{}, false
-	}
-	i, nanos := 19, 0
-	if i < len(s) && s[i] == '.' {
-		i++
-		scale := 100_000_000
-		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			nanos += int(s[i]-'0') * scale
-			scale /= 10
-		}
-	}
-	// The offset: ±HH, ±HH:MM or ±HH:MM:SS.
-	zone := len(s) - i
-	if (zone != 3 && zone != 6 && zone != 9) || (s[i] != '+' && s[i] != '-') {
-		return time.Time{}, false
-	}
-	sign := 1
-	if s[i] == '-' {
-		sign = -1
-	}
-	offset, ok := num(i+1, i+3)
-	if !ok {
-		return time.Time{}, false
-	}
-	offset *= 3600
-	for j, unit := i+3, 60; j < len(s); j, unit = j+3, 1 {
-		part, ok := num(j+1, j+3)
-		if s[j] != ':' || !ok {
-			return time.Time{}, false
-		}
-		offset += part * unit
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, second, nanos, time.UTC)
-	return t.Add(-time.Duration(sign*offset) * time.Second), true
 }

@@ -9,8 +9,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     completed   boolean     NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
-    -- user_id leads the key: every lookup is scoped by user, and the table
-    -- can be distributed by user_id (Citus) without a change.
+    -- user_id leads the key: every lookup is scoped by user.
     PRIMARY KEY (user_id, id)
 );
 
@@ -30,25 +29,51 @@ CREATE INDEX IF NOT EXISTS tasks_user_title_idx
 ALTER TABLE tasks ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1;
 
 -- Idempotency-Key: one row per user and key, written in the same
--- transaction as the task it created, holding the original 201 body so a
--- retry gets the very same answer. Rows expire after 24 hours.
+-- transaction as the task it created, with the id, version and creation
+-- time of that task. A retry has the same fingerprint, so the same title,
+-- description and completed: with these, its 201 is rebuilt as it was,
+-- and the key keeps no copy of the user's text. Rows expire after 24 hours.
 CREATE TABLE IF NOT EXISTS idempotency_keys (
-    user_id     text        NOT NULL,
-    key         text        NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
-    fingerprint bytea       NOT NULL,
-    task_id     bigint,
-    response    bytea,
-    created_at  timestamptz NOT NULL DEFAULT now(),
+    user_id      text        NOT NULL,
+    key          text        NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
+    fingerprint  bytea       NOT NULL,
+    task_id      bigint,
+    task_version bigint,
+    task_created timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, key)
 );
 
--- Since the third version: the version and creation time of the task a
--- key created. A replay has the same fingerprint, so the same title,
--- description and completed: with these, its 201 body is rebuilt, and the
--- key keeps no copy of the user's text (response stays NULL; rows saved
--- before still replay their stored body).
+-- Since the third version: the task's version and creation time (before
+-- it, a key held the whole 201 body, in a column since dropped: see the
+-- sixth version below).
 ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_version bigint;
-ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_created text;
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_created timestamptz;
+
+-- Since the sixth version: task_created is a timestamptz (it was text),
+-- and no key holds a body. A key saved with a body gets what a replay
+-- needs instead: a created task is at version 1, and its created_at is
+-- its transaction's now(), which is the key's own created_at. Its body's
+-- bytes leave the user's usage (counted from here on without them).
+DO $$
+BEGIN
+    IF (SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema()
+        AND table_name = 'idempotency_keys' AND column_name = 'task_created') = 'text' THEN
+        ALTER TABLE idempotency_keys ALTER COLUMN task_created TYPE timestamptz USING task_created::timestamptz;
+    END IF;
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+        AND table_name = 'idempotency_keys' AND column_name = 'response') THEN
+        UPDATE idempotency_keys SET task_version = 1, task_created = created_at
+        WHERE task_id IS NOT NULL AND task_created IS NULL;
+        IF to_regclass('user_usage') IS NOT NULL THEN
+            UPDATE user_usage u SET bytes = u.bytes - r.bytes
+            FROM (SELECT user_id, sum(octet_length(response)) AS bytes FROM idempotency_keys
+                  WHERE response IS NOT NULL GROUP BY user_id) AS r
+            WHERE u.user_id = r.user_id;
+        END IF;
+        ALTER TABLE idempotency_keys DROP COLUMN response;
+    END IF;
+END $$;
 
 -- Finds expired keys for the sweep that runs on insert.
 CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx
@@ -78,7 +103,7 @@ BEGIN
         SELECT user_id, sum(n), sum(b) FROM (
             SELECT user_id, 1 AS n, octet_length(title) + coalesce(octet_length(description), 0) AS b FROM tasks
             UNION ALL
-            SELECT user_id, 0, octet_length(key) + coalesce(octet_length(response), 0) + 64 FROM idempotency_keys
+            SELECT user_id, 0, octet_length(key) + 64 FROM idempotency_keys
         ) AS stored GROUP BY user_id;
     END IF;
 END $$;
@@ -122,15 +147,14 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- A key costs its own bytes and 64; updating it changes nothing counted.
 CREATE OR REPLACE FUNCTION idempotency_keys_usage() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM apply_usage(NEW.user_id, 0, octet_length(NEW.key) + coalesce(octet_length(NEW.response), 0) + 64);
+        PERFORM apply_usage(NEW.user_id, 0, octet_length(NEW.key) + 64);
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM apply_usage(OLD.user_id, 0, -(octet_length(OLD.key) + coalesce(octet_length(OLD.response), 0) + 64));
-    ELSIF NEW.response IS DISTINCT FROM OLD.response THEN
-        PERFORM apply_usage(NEW.user_id, 0, coalesce(octet_length(NEW.response), 0) - coalesce(octet_length(OLD.response), 0));
+        PERFORM apply_usage(OLD.user_id, 0, -(octet_length(OLD.key) + 64));
     END IF;
     RETURN NULL;
 END $$;
@@ -142,5 +166,5 @@ CREATE OR REPLACE TRIGGER tasks_usage AFTER INSERT OR DELETE ON tasks
 CREATE OR REPLACE TRIGGER tasks_usage_update AFTER UPDATE OF title, description ON tasks
     FOR EACH ROW WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.description IS DISTINCT FROM NEW.description)
     EXECUTE FUNCTION tasks_usage();
-CREATE OR REPLACE TRIGGER idempotency_keys_usage AFTER INSERT OR UPDATE OR DELETE ON idempotency_keys
+CREATE OR REPLACE TRIGGER idempotency_keys_usage AFTER INSERT OR DELETE ON idempotency_keys
     FOR EACH ROW EXECUTE FUNCTION idempotency_keys_usage();

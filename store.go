@@ -103,7 +103,7 @@ type Store struct {
 	deleteTask       *statement
 	dropExpiredKey   *statement
 	claimKey         *statement
-	saveKeyResponse  *statement
+	saveKey          *statement
 	getKey           *statement
 	sweepExpiredKeys *statement
 	getTasks         *statement
@@ -144,7 +144,7 @@ func (s *Store) statements() []storeStatement {
 		{&s.deleteTask, deleteTaskSQL},
 		{&s.dropExpiredKey, dropExpiredKeySQL},
 		{&s.claimKey, claimKeySQL},
-		{&s.saveKeyResponse, saveKeyResponseSQL},
+		{&s.saveKey, saveKeySQL},
 		{&s.getKey, getKeySQL},
 		{&s.sweepExpiredKeys, sweepKeysSQL},
 		{&s.getTasks, getTasksSQL},

@@ -216,19 +216,15 @@ func writeTask(w http.ResponseWriter, status int, t *Task) {
 // createTaskOnce answers a POST that carries an Idempotency-Key: the first
 // time with the task it creates, every later time with that same 201.
 func (s *server) createTaskOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, userID, key string, in taskInput) error {
-	created, err := s.store.CreateTaskOnce(ctx, userID, key, in.fingerprint(), in, func(t *Task) []byte { return t.appendJSON(nil) })
+	task, replayed, err := s.store.CreateTaskOnce(ctx, userID, key, in.fingerprint(), in)
 	if err != nil {
 		return err
 	}
-	h := w.Header()
-	h.Set("Location", taskLocation(r, created.taskID))
-	if created.version.Valid {
-		h.Set("ETag", etagOf(created.version.Int64))
+	w.Header().Set("Location", taskLocation(r, task.ID))
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	if created.replayed {
-		h.Set("Idempotent-Replayed", "true")
-	}
-	writeJSON(w, http.StatusCreated, created.body)
+	writeTask(w, http.StatusCreated, &task)
 	return nil
 }
 

@@ -1,0 +1,146 @@
+-- The one schema of the service. It is applied at every start, under an
+-- advisory lock, so every statement here must be idempotent.
+
+CREATE TABLE IF NOT EXISTS tasks (
+    user_id     text        NOT NULL CHECK (octet_length(user_id) BETWEEN 1 AND 255),
+    id          bigint      GENERATED ALWAYS AS IDENTITY,
+    title       varchar(255) NOT NULL CHECK (title <> ''),
+    description text,
+    completed   boolean     NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- user_id leads the key: every lookup is scoped by user, and the table
+    -- can be distributed by user_id (Citus) without a change.
+    PRIMARY KEY (user_id, id)
+);
+
+-- Serves the list order (newest first) for one user; the primary key
+-- serves single-task lookups.
+CREATE INDEX IF NOT EXISTS tasks_user_created_idx
+    ON tasks (user_id, created_at DESC, id DESC);
+
+-- Since the third version: serves sort=title (case-insensitive A to Z,
+-- then id) for one user.
+CREATE INDEX IF NOT EXISTS tasks_user_title_idx
+    ON tasks (user_id, lower(title), id);
+
+-- Since the second version: a row version for ETags and conditional writes.
+-- Existing rows start at 1; adding a column with a constant default does
+-- not rewrite the table.
+ALTER TABLE tasks ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 1;
+
+-- Idempotency-Key: one row per user and key, written in the same
+-- transaction as the task it created, holding the original 201 body so a
+-- retry gets the very same answer. Rows expire after 24 hours.
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    user_id     text        NOT NULL,
+    key         text        NOT NULL CHECK (octet_length(key) BETWEEN 1 AND 255),
+    fingerprint bytea       NOT NULL,
+    task_id     bigint,
+    response    bytea,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, key)
+);
+
+-- Since the third version: the version and creation time of the task a
+-- key created. A replay has the same fingerprint, so the same title,
+-- description and completed: with these, its 201 body is rebuilt, and the
+-- key keeps no copy of the user's text (response stays NULL; rows saved
+-- before still replay their stored body).
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_version bigint;
+ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS task_created text;
+
+-- Finds expired keys for the sweep that runs on insert.
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx
+    ON idempotency_keys (created_at);
+
+-- Since the fourth version: per-user quotas. user_usage holds each user's
+-- task count and stored bytes, kept by triggers in the same statement as
+-- the write, and its row lock makes one user's writes take turns, so the
+-- check below cannot be raced. quota_limits holds the server's
+-- QUOTA_TASKS and QUOTA_BYTES (0: no limit), written at every start.
+CREATE TABLE IF NOT EXISTS quota_limits (
+    id        boolean PRIMARY KEY DEFAULT true CHECK (id),
+    max_tasks bigint  NOT NULL,
+    max_bytes bigint  NOT NULL
+);
+
+DO $$
+BEGIN
+    IF to_regclass('user_usage') IS NULL THEN
+        CREATE TABLE user_usage (
+            user_id text   PRIMARY KEY,
+            tasks   bigint NOT NULL,
+            bytes   bigint NOT NULL
+        );
+        -- Rows from before the table: counted once, here.
+        INSERT INTO user_usage (user_id, tasks, bytes)
+        SELECT user_id, sum(n), sum(b) FROM (
+            SELECT user_id, 1 AS n, octet_length(title) + coalesce(octet_length(description), 0) AS b FROM tasks
+            UNION ALL
+            SELECT user_id, 0, octet_length(key) + coalesce(octet_length(response), 0) + 64 FROM idempotency_keys
+        ) AS stored GROUP BY user_id;
+    END IF;
+END $$;
+
+-- apply_usage adds a change to a user's usage and refuses it, with
+-- SQLSTATE TQ001, when it takes the user over a limit. Only growth is
+-- checked: a write that frees space always passes.
+CREATE OR REPLACE FUNCTION apply_usage(p_user text, d_tasks bigint, d_bytes bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    u user_usage;
+    l quota_limits;
+BEGIN
+    INSERT INTO user_usage AS x (user_id, tasks, bytes) VALUES (p_user, d_tasks, d_bytes)
+    ON CONFLICT (user_id) DO UPDATE SET tasks = x.tasks + d_tasks, bytes = x.bytes + d_bytes
+    RETURNING * INTO u;
+    IF d_tasks <= 0 AND d_bytes <= 0 THEN
+        RETURN;
+    END IF;
+    SELECT * INTO l FROM quota_limits;
+    IF l.max_tasks > 0 AND d_tasks > 0 AND u.tasks > l.max_tasks THEN
+        RAISE EXCEPTION 'quota exceeded: at most % tasks', l.max_tasks USING ERRCODE = 'TQ001';
+    END IF;
+    IF l.max_bytes > 0 AND d_bytes > 0 AND u.bytes > l.max_bytes THEN
+        RAISE EXCEPTION 'quota exceeded: at most % bytes', l.max_bytes USING ERRCODE = 'TQ001';
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION tasks_usage() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM apply_usage(NEW.user_id, 1, octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0));
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM apply_usage(OLD.user_id, -1, -(octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0)));
+    ELSE -- UPDATE, of the text (see the trigger's WHEN)
+        PERFORM apply_usage(NEW.user_id, 0,
+            octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0)
+            - octet_length(OLD.title) - coalesce(octet_length(OLD.description), 0));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION idempotency_keys_usage() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM apply_usage(NEW.user_id, 0, octet_length(NEW.key) + coalesce(octet_length(NEW.response), 0) + 64);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM apply_usage(OLD.user_id, 0, -(octet_length(OLD.key) + coalesce(octet_length(OLD.response), 0) + 64));
+    ELSIF NEW.response IS DISTINCT FROM OLD.response THEN
+        PERFORM apply_usage(NEW.user_id, 0, coalesce(octet_length(NEW.response), 0) - coalesce(octet_length(OLD.response), 0));
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE TRIGGER tasks_usage AFTER INSERT OR DELETE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION tasks_usage();
+-- Fired only when the stored text changes: completing, toggling or an
+-- unchanged PUT costs no trigger call.
+CREATE OR REPLACE TRIGGER tasks_usage_update AFTER UPDATE OF title, description ON tasks
+    FOR EACH ROW WHEN (OLD.title IS DISTINCT FROM NEW.title OR OLD.description IS DISTINCT FROM NEW.description)
+    EXECUTE FUNCTION tasks_usage();
+CREATE OR REPLACE TRIGGER idempotency_keys_usage AFTER INSERT OR UPDATE OR DELETE ON idempotency_keys
+    FOR EACH ROW EXECUTE FUNCTION idempotency_keys_usage();
