@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,10 +11,11 @@ import (
 )
 
 // Coalescing. When every connection is busy, gets, creates, unconditional
-// changes and lists in the default order wait here by kind rather than one
-// by one in the store's queue. The connection that frees up next takes every request of
-// that kind waiting for it and runs them as one statement over unnest()ed
-// arrays: one round trip, one plan and one commit for many requests.
+// changes and the first pages of lists in the default order wait here by
+// kind rather than one by one in the connection queue (queue.go). The
+// connection that frees up next takes every request of that kind waiting
+// for it and runs them as one statement over unnest()ed arrays
+// (batchsql.go): one round trip, one plan and one commit for many.
 // There is no timer: a request that finds a connection free runs alone at
 // once, exactly as without batching, and batches form only from requests
 // that would have waited anyway.
@@ -28,80 +27,6 @@ import (
 // A statement the database refused (a quota, a deadlock, a bad value) is
 // rerun one request at a time, so each gets what it would have got alone;
 // an outage answers each with the outage.
-
-// connQueue admits callers to the pool's connections first come, first
-// served: database/sql hands a freed connection to a random waiter, so
-// under load its own queue turned a 6 ms median into a 25 ms p99; waiting
-// here instead, on a channel whose waiters are served in order, means the
-// pool never has waiters of its own. Whoever enters holds one place for
-// its whole database work and never enters twice, so nobody can deadlock
-// on the queue.
-type connQueue struct {
-	places    chan struct{} // one per connection; nil when the pool is unbounded
-	waits     atomic.Int64  // callers that found every place taken
-	waitNanos atomic.Int64
-}
-
-func newConnQueue(conns int) *connQueue {
-	q := &connQueue{}
-	if conns > 0 {
-		q.places = make(chan struct{}, conns)
-	}
-	return q
-}
-
-// enter waits for a place until ctx ends.
-func (q *connQueue) enter(ctx context.Context) error {
-	if q.places == nil || q.tryEnter() {
-		return nil
-	}
-	start := time.Now()
-	defer q.waited(start)
-	select {
-	case q.places <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return waitAbandoned(ctx)
-	}
-}
-
-// tryEnter takes a place if one is free now.
-func (q *connQueue) tryEnter() bool {
-	select {
-	case q.places <- struct{}{}:
-		return true
-	default:
-		return false
-	}
-}
-
-// enterAlways waits for a place for as long as it takes: a batch's
-// leader, which waits on behalf of requests that each keep their own
-// deadline.
-func (q *connQueue) enterAlways() { q.places <- struct{}{} }
-
-func (q *connQueue) leave() {
-	if q.places != nil {
-		<-q.places
-	}
-}
-
-// waited counts one wait for a place, begun at since.
-func (q *connQueue) waited(since time.Time) {
-	q.waits.Add(1)
-	q.waitNanos.Add(int64(time.Since(since)))
-}
-
-// waitAbandoned is the error of a caller whose context ended while it
-// waited for a place: past its deadline, a 503; a client that left, just
-// that.
-func waitAbandoned(ctx context.Context) error {
-	err := fmt.Errorf("waiting for a database connection: %w", ctx.Err())
-	if errors.Is(err, context.DeadlineExceeded) {
-		return errUnavailable(err)
-	}
-	return err
-}
 
 // A waiter is one request in a batcher: what it asks, and its outcome.
 type waiter[Req, Res any] struct {
@@ -389,64 +314,4 @@ func (b *batcher[Req, Res]) stats() batchStats {
 type kind interface {
 	stats() batchStats
 	waitingCount() int
-}
-
-// arrayLiteral builds a PostgreSQL array's text input, {"a",NULL,"b"}:
-// one string parameter for a whole column of a batch.
-type arrayLiteral struct{ b []byte }
-
-func (a *arrayLiteral) sep() {
-	if len(a.b) == 0 {
-		a.b = append(a.b, '{')
-	} else {
-		a.b = append(a.b, ',')
-	}
-}
-
-func (a *arrayLiteral) text(s string) {
-	a.sep()
-	a.b = append(a.b, '"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			a.b = append(a.b, '\\')
-		}
-		a.b = append(a.b, s[i])
-	}
-	a.b = append(a.b, '"')
-}
-
-func (a *arrayLiteral) nullableText(s *string) {
-	if s == nil {
-		a.null()
-		return
-	}
-	a.text(*s)
-}
-
-func (a *arrayLiteral) int(n int64) { a.sep(); a.b = strconv.AppendInt(a.b, n, 10) }
-
-func (a *arrayLiteral) bool(v bool) {
-	a.sep()
-	if v {
-		a.b = append(a.b, 't')
-	} else {
-		a.b = append(a.b, 'f')
-	}
-}
-
-func (a *arrayLiteral) nullableBool(v *bool) {
-	if v == nil {
-		a.null()
-		return
-	}
-	a.bool(*v)
-}
-
-func (a *arrayLiteral) null() { a.sep(); a.b = append(a.b, "NULL"...) }
-
-func (a *arrayLiteral) String() string {
-	if len(a.b) == 0 {
-		return "{}"
-	}
-	return string(append(a.b, '}'))
 }

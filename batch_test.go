@@ -5,68 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-// openPool is a pool of its own on the shared test database, closed with
-// the test.
-func openPool(t *testing.T) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("postgres", testDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
-
-// waitingInBatchers waits until n requests wait in the store's batchers.
-func waitingInBatchers(t *testing.T, s *Store, n int) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		got := 0
-		for _, k := range s.kinds() {
-			got += k.waitingCount()
-		}
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d requests wait in the batchers", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// batchesOf reports, for op, how many statements ran for waiting requests
-// and how many of them held more than one request.
-func batchesOf(s *Store, op string) (statements, shared uint64) {
-	for _, st := range s.BatchStats() {
-		if st.op == op {
-			return st.buckets[len(st.buckets)-1], st.buckets[len(st.buckets)-1] - st.buckets[0]
-		}
-	}
-	return 0, 0
-}
-
-// heldStore is a one-connection store whose connection the test holds, so
-// that every request it is given waits; release lets them all run.
-func heldStore(t *testing.T, db *sql.DB, change ...func(*storeOptions)) (store *Store, release func()) {
-	t.Helper()
-	store = newStore(t, db, 1, change...)
-	if err := store.queue.enter(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	release = func() { once.Do(store.queue.leave) }
-	t.Cleanup(release)
-	return store, release
-}
 
 // TestBatchMixingUsersGivesEachItsOwnRows: while the only connection is
 // held, many users' gets, creates and changes (own tasks, other users'
@@ -329,26 +272,6 @@ func TestBatchingOff(t *testing.T) {
 	}
 }
 
-// listThrough lists as the handler does, page by page into a listAnswer
-// over a recorder, and returns the whole JSON array.
-func listThrough(ctx context.Context, store *Store, userID string, f listFilter) (string, error) {
-	rec := httptest.NewRecorder()
-	answer := newListAnswer(rec, nil)
-	list := store.List(userID, f)
-	for done := false; !done; {
-		var err error
-		if done, err = list.NextPage(ctx, answer); err != nil {
-			return "", err
-		}
-		if !done {
-			if err := answer.send(time.Minute); err != nil {
-				return "", err
-			}
-		}
-	}
-	return rec.Body.String() + string(answer.body) + "]", nil
-}
-
 // TestListBatchGivesEachItsOwnList: while the only connection is held,
 // lists of many users (filters, limits, offsets, the same user twice, a
 // user with no tasks, one list too long by rows and one too long by bytes
@@ -435,58 +358,6 @@ func TestListBatchGivesEachItsOwnList(t *testing.T) {
 	if statements, shared := batchesOf(store, "list"); shared == 0 {
 		t.Errorf("list: %d statements, none shared by several requests", statements)
 	}
-}
-
-// loadRun is one execution of one of the store's statements.
-type loadRun struct {
-	name string
-	st   *statement
-	args []any
-}
-
-// loadRuns are the batch statements, and the single get and list beside
-// them, as run the k-th time on the load test's table: batches of 3 to 8
-// (size, when not 0), each request of a different user.
-func loadRuns(s *Store, k, size int) []loadRun {
-	if size == 0 {
-		size = 3 + k%6
-	}
-	var userIDs, ids, titles, nulls, falses, trues, limits, offsets arrayLiteral
-	for i := range size {
-		u := 1 + (k*7+i*13)%loadUsers
-		userIDs.text(strconv.Itoa(u))
-		ids.int(int64((u-1)*loadTasksPerUser + 1 + i))
-		titles.text("batched")
-		nulls.null()
-		falses.bool(false)
-		trues.bool(true)
-		limits.int(firstPageRows + 1)
-		offsets.int(0)
-	}
-	u := 1 + k%loadUsers
-	return []loadRun{
-		{"get", s.getTask, []any{strconv.Itoa(u), int64((u-1)*loadTasksPerUser + 1)}},
-		{"list", s.listStatements[listShape{}.index()], []any{strconv.Itoa(u), noLimit, int64(0)}},
-		{"get_batch", s.getTasks, []any{userIDs.String(), ids.String()}},
-		{"list_batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
-		{"change_batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
-		{"create_batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
-	}
-}
-
-// exec runs the statement and reads every row it answers.
-func (r loadRun) exec(ctx context.Context) error {
-	rows, err := r.st.QueryContext(ctx, r.args...)
-	if err != nil {
-		return fmt.Errorf("%s: %w", r.name, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("%s: %w", r.name, err)
-	}
-	return nil
 }
 
 // TestBatchStatementsKeepGenericPlans runs each of loadRuns a dozen times

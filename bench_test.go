@@ -88,7 +88,7 @@ func BenchmarkEndpoints(b *testing.B) {
 	cfg := testConfig()
 	cfg.logLevel = slog.LevelWarn
 	logger := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	handler := newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, nil)
+	handler := handlerOf(newServer(logger, testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, nil))
 	user := "bench-" + randomHex(6)
 	token := rawToken(testSecret, `{"alg":"HS256","typ":"JWT"}`, fmt.Sprintf(`{"sub":%q,"exp":%d}`, user, time.Now().Add(time.Hour).Unix()))
 	var ids []int64

@@ -186,77 +186,6 @@ func connectPool(ctx context.Context, connector *pq.Connector, dc databaseConfig
 	}
 }
 
-// probePreparedStatements finds out whether a statement a connection
-// prepares stays that connection's own all the way to PostgreSQL. lib/pq
-// names each connection's statements 1, 2, 3 ... in the order it prepares
-// them, so behind a pooler in transaction mode that does not track them
-// (PgBouncer before 1.21, or with max_prepared_statements=0), the same
-// name means different SQL on different server connections, and a Bind
-// can run another request's statement. Two new connections each prepare
-// their first statement (both named "1"), which return different values,
-// and run them in turn: directly, through a pooler in session mode, or
-// through one that tracks statements (PgBouncer 1.21+ with
-// max_prepared_statements), each always gets its own value. Behind a
-// pooler that shares server connections without tracking, the second
-// Parse meets the first one's "1" (42P05), or an execution lands on the
-// other's statement or on none. Any failure counts as "does not hold":
-// unnamed statements are always safe.
-func probePreparedStatements(ctx context.Context, connector driver.Connector) (found string, holds bool) {
-	var conns []driver.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	var stmts []driver.Stmt
-	defer func() {
-		for _, st := range stmts {
-			st.Close()
-		}
-	}()
-	for i := range 2 {
-		c, err := connector.Connect(ctx)
-		if err != nil {
-			return "could not connect: " + err.Error(), false
-		}
-		conns = append(conns, c)
-		st, err := c.Prepare(fmt.Sprintf("SELECT %d::int AS todo_backend_probe", i+1))
-		if err != nil {
-			return fmt.Sprintf("connection %d could not prepare its statement: %v", i+1, err), false
-		}
-		stmts = append(stmts, st)
-	}
-	for round := range 8 {
-		i := round % 2
-		got, err := queryInt(ctx, stmts[i])
-		if err != nil {
-			return fmt.Sprintf("connection %d's statement failed: %v", i+1, err), false
-		}
-		if got != int64(i+1) {
-			return fmt.Sprintf("connection %d's statement ran connection %d's", i+1, got), false
-		}
-	}
-	return "two connections each ran their own statement 8 times", true
-}
-
-// queryInt runs st and reads the one integer it returns.
-func queryInt(ctx context.Context, st driver.Stmt) (int64, error) {
-	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, nil)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	dest := make([]driver.Value, 1)
-	if err := rows.Next(dest); err != nil {
-		return 0, err
-	}
-	v, ok := dest[0].(int64)
-	if !ok {
-		return 0, fmt.Errorf("unexpected %T", dest[0])
-	}
-	return v, nil
-}
-
 // retryableAtStart tells failures that can pass (nothing listening yet, a
 // timeout, a Neon compute starting, a name not resolvable yet, too many
 // connections) from those that will not (a refused password, database or
@@ -365,8 +294,8 @@ type statement struct {
 	// read: the statement only reads, and runs without its context's
 	// cancellation. A cancellable context costs every statement two
 	// goroutines (database/sql's and lib/pq's watchers) and their
-	// wake-ups, which showed in the open-loop tail of get (README,
-	// Performance). A read never waits on a row lock; what still bounds
+	// wake-ups, which showed in the open-loop tail of get. A read never
+	// waits on a row lock; what still bounds
 	// it is the connection's own deadline, DB_TIMEOUT after each write to
 	// it (deadlineConn), which ends in the same 503. Writes keep their
 	// cancellation: a write that waits on a row lock must be cancelled,

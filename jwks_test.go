@@ -560,7 +560,7 @@ func TestBetterAuthTokenOwnsTasks(t *testing.T) {
 	cache := newJWKSCache(server.URL+"/api/auth/jwks", slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	cache.now = cfg.clock
 	logs := &syncBuffer{}
-	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newVerifiers(cfg, cache), cfg, nil)
+	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newVerifiers(cfg, cache), cfg, nil))
 	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
 	defer srv.Close()
 

@@ -44,7 +44,8 @@ type tokenError struct {
 // Error is the message for the log line.
 func (e *tokenError) Error() string { return e.msg }
 
-// Each verification failure has its own error, defined here and only here.
+// Each way a token fails verification has its own error here (a request
+// with no token at all is auth.go's errNoBearerToken).
 var (
 	errTokenTooLarge     = &tokenError{"too_large", "token too large"}
 	errTokenMalformed    = &tokenError{"malformed", "token malformed"}
@@ -163,14 +164,9 @@ func newHS256Verifier(secret []byte, issuer, audience, userClaim string) *hs256V
 	return &hs256Verifier{secret: secret, rules: claimRules{issuer: issuer, audience: audience, userClaims: claims}}
 }
 
-// Verify returns the user id that token carries when the token is valid at
-// time now, and an error naming the first rule it breaks otherwise.
-func (v *hs256Verifier) Verify(token string, now time.Time) (string, error) {
-	userID, _, err := v.VerifyUntil(token, now)
-	return userID, err
-}
-
-// VerifyUntil is Verify that also tells until when the token is valid.
+// VerifyUntil returns the user id that token carries when the token is
+// valid at time now, and until when it is; otherwise an error naming the
+// first rule it breaks.
 func (v *hs256Verifier) VerifyUntil(token string, now time.Time) (string, time.Time, error) {
 	return (&verifiers{hs256: v}).VerifyUntil(token, now)
 }
@@ -354,13 +350,8 @@ type verifiers struct {
 	jwks  *jwksVerifier  // nil without BETTER_AUTH_URL
 }
 
-// Verify returns the user id token carries when it is valid at now.
-func (v *verifiers) Verify(token string, now time.Time) (string, error) {
-	userID, _, err := v.VerifyUntil(token, now)
-	return userID, err
-}
-
-// VerifyUntil is Verify that also tells until when the token is valid.
+// VerifyUntil returns the user id token carries when it is valid at now,
+// and until when it is.
 func (v *verifiers) VerifyUntil(token string, now time.Time) (string, time.Time, error) {
 	p, err := parseToken(token)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -327,7 +328,7 @@ func TestListGuaranteesUnderConcurrentWrites(t *testing.T) {
 					t.Error(err)
 				}
 			}}
-			handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
+			handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil))
 			req := httptest.NewRequest("GET", "/api/tasks"+order, nil)
 			req.Header.Set("Authorization", "Bearer "+mustToken(t, user))
 			handler.ServeHTTP(w, req)
@@ -457,6 +458,269 @@ func TestListSpellingsFrontendsSend(t *testing.T) {
 			if !strings.Contains(string(res.body), `"field":"`+c.field+`"`) {
 				t.Errorf("%s%s: 422 does not name %s: %s", path, c.query, c.field, res.body)
 			}
+		}
+	}
+}
+
+func TestListOrderFilterAndPaging(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	var ids []int64
+	for i := 0; i < 5; i++ {
+		task := mustCreate(t, srv, token, map[string]any{"title": fmt.Sprintf("task %d", i), "completed": i%2 == 0})
+		ids = append(ids, task.ID)
+	}
+	listIDs := func(query string) []int64 {
+		t.Helper()
+		res := srv.request(t, "GET", "/api/tasks"+query, token, nil)
+		if res.status != http.StatusOK {
+			t.Fatalf("list%s = %s; want 200", query, res)
+		}
+		var got []int64
+		for _, task := range decodeTasks(t, res) {
+			got = append(got, task.ID)
+		}
+		return got
+	}
+	wantIDs := func(query string, want ...int64) {
+		t.Helper()
+		if got := listIDs(query); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("list%s ids = %v; want %v", query, got, want)
+		}
+	}
+	wantIDs("", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("/", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true", ids[4], ids[2], ids[0])
+	wantIDs("?completed=false", ids[3], ids[1])
+	wantIDs("?limit=2", ids[4], ids[3])
+	wantIDs("?limit=2&offset=2", ids[2], ids[1])
+	wantIDs("?offset=4", ids[0])
+	wantIDs("?offset=5")
+	wantIDs("?limit=1000&offset=0", ids[4], ids[3], ids[2], ids[1], ids[0])
+	wantIDs("?completed=true&limit=1&offset=1", ids[2])
+	wantIDs("?unknown=1", ids[4], ids[3], ids[2], ids[1], ids[0])
+
+	for _, query := range []string{
+		"?completed=yes", "?completed=1", "?completed=", "?completed=TRUE", "?limit=0", "?limit=1001", "?limit=-1",
+		"?limit=abc", "?limit=", "?offset=-1", "?offset=x", "?limit=1&limit=2", "?offset=99999999999999999999",
+	} {
+		wantError(t, srv.request(t, "GET", "/api/tasks"+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
+	}
+}
+
+func TestListSameCreatedAtOrdersByID(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	// One statement: both rows get the same now().
+	var first, second int64
+	err := testDB.QueryRow(`WITH ins AS (INSERT INTO tasks (user_id, title) VALUES ($1, 'a'), ($1, 'b') RETURNING id)
+		SELECT min(id), max(id) FROM ins`, user).Scan(&first, &second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := decodeTasks(t, srv.request(t, "GET", "/api/tasks", mustToken(t, user), nil))
+	if len(tasks) != 2 || tasks[0].ID != second || tasks[1].ID != first || tasks[0].CreatedAt != tasks[1].CreatedAt {
+		t.Fatalf("list = %+v; want id %d then %d with equal created_at", tasks, second, first)
+	}
+}
+
+// serveListInProcess serves GET /api/tasks for token through the whole
+// handler stack straight into w, with no network in between, so that w
+// sees every Write the handler makes.
+func serveListInProcess(cfg config, store *Store, token string, w http.ResponseWriter) {
+	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil))
+	req := httptest.NewRequest("GET", "/api/tasks", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	handler.ServeHTTP(w, req)
+}
+
+// TestLongListIsStreamedInBoundedChunks: a list far larger than one chunk
+// goes out in writes of about listPageBytes, never built whole, and is
+// still one valid JSON array; a short one is one write with its length.
+func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
+	t.Parallel()
+	token := mustToken(t, newUser(t))
+	srv := newTestServer(t, testConfig(), testStore)
+	longest := strings.Repeat("d", maxDescriptionRunes)
+	mustCreate(t, srv, token, map[string]any{"title": "short"})
+	get := func() *chunkRecorder {
+		rec := &chunkRecorder{header: http.Header{}}
+		serveListInProcess(testConfig(), testStore, token, rec)
+		return rec
+	}
+	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
+		t.Errorf("a short list took %d writes, Content-Length %q; want 1 write with a length", rec.writes, rec.header.Get("Content-Length"))
+	}
+	const tasks = 100 // about 1 MB
+	for i := 0; i < tasks; i++ {
+		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": longest})
+	}
+	rec := get()
+	if rec.status != http.StatusOK {
+		t.Fatalf("status %d", rec.status)
+	}
+	if bound := listPageBytes + len(longest) + 512; rec.maxWrite > bound || rec.writes < rec.body.Len()/bound {
+		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listPageBytes)
+	}
+	var list []taskJSON
+	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+1 {
+		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+1)
+	}
+}
+
+// ownTasksStore is a store on a database of the test's own, with the
+// schema, count tasks of 10,000 characters for userID, and cfg's
+// DB_TIMEOUT; cfg is returned as the store's server should have it.
+func ownTasksStore(t *testing.T, cfg config, userID string, count int) (*Store, *sql.DB, config) {
+	t.Helper()
+	dsn, db := openDatabase(t)
+	if err := applySchema(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	cfg.databaseURL = dsn
+	store := openServerStore(t, cfg)
+	long := strings.Repeat("d", maxDescriptionRunes)
+	for i := range count {
+		if _, err := store.CreateTask(context.Background(), userID, taskInput{title: fmt.Sprint("long ", i), description: &long}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return store, db, cfg
+}
+
+// TestStreamedListCutOffMidwayIsNotComplete: when a page's database work
+// fails after part of a list is out, the handler aborts (net/http then
+// cuts the connection before the final chunk) instead of closing the JSON
+// array.
+func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
+	t.Parallel()
+	user := newUser(t)
+	cfg := testConfig()
+	cfg.dbTimeout = 200 * time.Millisecond
+	store, db, cfg := ownTasksStore(t, cfg, user, 40)
+	// Once the first page is out, the table is locked: the next page's
+	// read waits past DB_TIMEOUT and fails.
+	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(n int) {
+		if n != 0 {
+			return
+		}
+		tx, err := db.Begin()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { tx.Rollback() })
+		if _, err := tx.Exec("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Error(err)
+		}
+	}}
+	aborted := func() (v any) {
+		defer func() { v = recover() }()
+		serveListInProcess(cfg, store, mustToken(t, user), w)
+		return nil
+	}()
+	if aborted != http.ErrAbortHandler {
+		t.Fatalf("a list whose database work failed midway ended with %v after %d bytes; want http.ErrAbortHandler", aborted, w.body.Len())
+	}
+	if w.writes == 0 || bytes.HasSuffix(bytes.TrimSpace(w.body.Bytes()), []byte("]")) {
+		t.Errorf("%d writes, body ends %q; want part of an array, unclosed", w.writes, w.body.Bytes()[max(0, w.body.Len()-10):])
+	}
+}
+
+// TestSlowClientGetsTheWholeList: a client that takes longer than
+// DB_TIMEOUT to take each page still gets the whole list: DB_TIMEOUT
+// bounds database work, and no page's statement is open while the client
+// reads.
+func TestSlowClientGetsTheWholeList(t *testing.T) {
+	t.Parallel()
+	user := newUser(t)
+	cfg := testConfig()
+	cfg.dbTimeout = time.Second
+	store, _, cfg := ownTasksStore(t, cfg, user, 12) // about 120 KB: two pages and the end
+	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(int) { time.Sleep(cfg.dbTimeout + 100*time.Millisecond) }}
+	serveListInProcess(cfg, store, mustToken(t, user), w)
+	var list []taskJSON
+	if err := json.Unmarshal(w.body.Bytes(), &list); err != nil || len(list) != 12 || w.writes < 2 {
+		t.Fatalf("%d tasks in %d writes, %v; want all 12 in several pages", len(list), w.writes, err)
+	}
+	for i, task := range list {
+		if want := fmt.Sprint("long ", 11-i); task.Title != want {
+			t.Fatalf("task %d is %q; want %q (newest first, each once)", i, task.Title, want)
+		}
+	}
+}
+
+// chunkRecorder is a ResponseWriter that keeps the body and the size of
+// its largest Write.
+type chunkRecorder struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	writes   int
+	maxWrite int
+}
+
+func (c *chunkRecorder) Header() http.Header  { return c.header }
+func (c *chunkRecorder) WriteHeader(code int) { c.status = code }
+func (c *chunkRecorder) Write(b []byte) (int, error) {
+	c.writes++
+	c.maxWrite = max(c.maxWrite, len(b))
+	return c.body.Write(b)
+}
+
+// hookedWriter is a chunkRecorder that calls before(n) ahead of its n-th
+// Write, counted from 0.
+type hookedWriter struct {
+	chunkRecorder
+	before func(n int)
+}
+
+func (h *hookedWriter) Write(b []byte) (int, error) {
+	h.before(h.writes)
+	return h.chunkRecorder.Write(b)
+}
+
+// TestListStatusAndSort: status and sort on both shapes, and their 422s.
+func TestListStatusAndSort(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	user := newUser(t)
+	token := mustToken(t, user)
+	for _, title := range []string{"banana", "Apple", "cherry", "apple"} {
+		mustCreate(t, srv, token, map[string]any{"title": title, "completed": title == "cherry"})
+	}
+	titles := func(path string) string {
+		t.Helper()
+		var got []string
+		for _, task := range decodeTasks(t, srv.request(t, "GET", path, token, nil)) {
+			got = append(got, task.Title)
+		}
+		return strings.Join(got, ",")
+	}
+	for _, prefix := range []string{"/api/tasks", userPath(user, "")} {
+		cases := map[string]string{
+			"":                             "apple,cherry,Apple,banana",
+			"?sort=created":                "apple,cherry,Apple,banana",
+			"?sort=title":                  "Apple,apple,banana,cherry",
+			"?status=all&sort=title":       "Apple,apple,banana,cherry",
+			"?status=pending&sort=title":   "Apple,apple,banana",
+			"?status=completed":            "cherry",
+			"?status=pending":              "apple,Apple,banana",
+			"?sort=title&limit=2&offset=1": "apple,banana",
+		}
+		for query, want := range cases {
+			if got := titles(prefix + query); got != want {
+				t.Errorf("GET %s%s = %s; want %s", prefix, query, got, want)
+			}
+		}
+		for _, query := range []string{
+			"?status=done", "?status=", "?sort=name", "?sort=", "?status=all&completed=true",
+			"?completed=maybe&status=pending", "?status=all&status=all", "?sort=title&sort=title",
+			"?limit=1;limit=2", "?sort=title;x", "?status=pending%3Bx",
+		} {
+			wantError(t, srv.request(t, "GET", prefix+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
 		}
 	}
 }

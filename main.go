@@ -68,15 +68,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer store.Close()
 
-	verifier := newVerifiers(cfg, nil)
-	if verifier.jwks != nil {
+	var keys keySource // BETTER_AUTH_URL's JWKS, when set
+	if cfg.authOrigin != "" {
 		cache := newJWKSCache(cfg.jwksURL, logger)
 		cache.start(ctx)
-		verifier.jwks.keys = cache
+		keys = cache
 	}
+	verifier := newVerifiers(cfg, keys)
 	stats := newMetrics(store)
 	conns := newConnTracker()
-	app, handler := buildServer(logger, store, verifier, cfg, stats)
+	app, handler := newServer(logger, store, verifier, cfg, stats)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,7 +205,7 @@ func newTestServer(t *testing.T, cfg config, store *Store) *testServer {
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.logLevel}))
 	verifier := newHS256Verifier(cfg.tokens.secret, cfg.tokens.issuer, cfg.tokens.audience, cfg.tokens.userClaim)
-	srv := httptest.NewServer(newServer(logger, store, verifier, cfg, newMetrics(store)))
+	srv := httptest.NewServer(handlerOf(newServer(logger, store, verifier, cfg, newMetrics(store))))
 	t.Cleanup(srv.Close)
 	return &testServer{Server: srv, logs: logs}
 }
@@ -605,4 +606,261 @@ func newStore(t testing.TB, db *sql.DB, conns int, change ...func(*storeOptions)
 	}
 	t.Cleanup(func() { store.Close() })
 	return store
+}
+
+// handlerOf is newServer's handler, for tests that need no server.
+func handlerOf(_ *server, h http.Handler) http.Handler { return h }
+
+// openPool is a pool of its own on the shared test database, closed with
+// the test.
+func openPool(t *testing.T) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("postgres", testDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// waitingInBatchers waits until n requests wait in the store's batchers.
+func waitingInBatchers(t *testing.T, s *Store, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got := 0
+		for _, k := range s.kinds() {
+			got += k.waitingCount()
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d requests wait in the batchers", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// batchesOf reports, for op, how many statements ran for waiting requests
+// and how many of them held more than one request.
+func batchesOf(s *Store, op string) (statements, shared uint64) {
+	for _, st := range s.BatchStats() {
+		if st.op == op {
+			return st.buckets[len(st.buckets)-1], st.buckets[len(st.buckets)-1] - st.buckets[0]
+		}
+	}
+	return 0, 0
+}
+
+// heldStore is a one-connection store whose connection the test holds, so
+// that every request it is given waits; release lets them all run.
+func heldStore(t *testing.T, db *sql.DB, change ...func(*storeOptions)) (store *Store, release func()) {
+	t.Helper()
+	store = newStore(t, db, 1, change...)
+	if err := store.queue.enter(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() { once.Do(store.queue.leave) }
+	t.Cleanup(release)
+	return store, release
+}
+
+// listThrough lists as the handler does, page by page into a listAnswer
+// over a recorder, and returns the whole JSON array.
+func listThrough(ctx context.Context, store *Store, userID string, f listFilter) (string, error) {
+	rec := httptest.NewRecorder()
+	answer := newListAnswer(rec, nil)
+	list := store.List(userID, f)
+	for done := false; !done; {
+		var err error
+		if done, err = list.NextPage(ctx, answer); err != nil {
+			return "", err
+		}
+		if !done {
+			if err := answer.send(time.Minute); err != nil {
+				return "", err
+			}
+		}
+	}
+	return rec.Body.String() + string(answer.body) + "]", nil
+}
+
+// loadRun is one execution of one of the store's statements.
+type loadRun struct {
+	name string
+	st   *statement
+	args []any
+}
+
+// loadRuns are the batch statements, and the single get and list beside
+// them, as run the k-th time on the load test's table: batches of 3 to 8
+// (size, when not 0), each request of a different user.
+func loadRuns(s *Store, k, size int) []loadRun {
+	if size == 0 {
+		size = 3 + k%6
+	}
+	var userIDs, ids, titles, nulls, falses, trues, limits, offsets arrayLiteral
+	for i := range size {
+		u := 1 + (k*7+i*13)%loadUsers
+		userIDs.text(strconv.Itoa(u))
+		ids.int(int64((u-1)*loadTasksPerUser + 1 + i))
+		titles.text("batched")
+		nulls.null()
+		falses.bool(false)
+		trues.bool(true)
+		limits.int(firstPageRows + 1)
+		offsets.int(0)
+	}
+	u := 1 + k%loadUsers
+	return []loadRun{
+		{"get", s.getTask, []any{strconv.Itoa(u), int64((u-1)*loadTasksPerUser + 1)}},
+		{"list", s.listStatements[listShape{}.index()], []any{strconv.Itoa(u), noLimit, int64(0)}},
+		{"get_batch", s.getTasks, []any{userIDs.String(), ids.String()}},
+		{"list_batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
+		{"change_batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
+		{"create_batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
+	}
+}
+
+// exec runs the statement and reads every row it answers.
+func (r loadRun) exec(ctx context.Context) error {
+	rows, err := r.st.QueryContext(ctx, r.args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.name, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", r.name, err)
+	}
+	return nil
+}
+
+func countTasks(t *testing.T, userID string) int {
+	t.Helper()
+	var n int
+	if err := testDB.QueryRow(`SELECT count(*) FROM tasks WHERE user_id = $1`, userID).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func stripRequestID(body []byte) string {
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		return string(body)
+	}
+	delete(m, "request_id")
+	b, _ := json.Marshal(m)
+	return string(b)
+}
+
+// openServerStore opens the pool as the server does (openDB: its dialer
+// and its deadlines, DB_TIMEOUT from cfg) on a database that has the
+// schema, and makes a store on it; both close with the test.
+func openServerStore(t *testing.T, cfg config) *Store {
+	t.Helper()
+	ctx := context.Background()
+	cfg.dbWait, cfg.dbMaxConns, cfg.dbPreparedStatements = 5*time.Second, 2, true
+	db, _, err := openDB(ctx, cfg, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return newStore(t, db, 0)
+}
+
+// parseExposition checks text against the Prometheus text format's rules
+// and returns the samples by their full series name.
+func parseExposition(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	types := map[string]string{}
+	samples := map[string]float64{}
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatal("exposition does not end with a newline")
+	}
+	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		where := fmt.Sprintf("line %d %q", n+1, line)
+		if strings.HasPrefix(line, "#") {
+			fields := strings.SplitN(line, " ", 4)
+			if len(fields) < 4 || (fields[1] != "HELP" && fields[1] != "TYPE") || !metricNameRE.MatchString(fields[2]) {
+				t.Fatalf("%s: malformed comment", where)
+			}
+			if fields[1] == "TYPE" {
+				if _, dup := types[fields[2]]; dup {
+					t.Fatalf("%s: second TYPE for %s", where, fields[2])
+				}
+				switch fields[3] {
+				case "counter", "gauge", "histogram", "summary", "untyped":
+				default:
+					t.Fatalf("%s: unknown type", where)
+				}
+				types[fields[2]] = fields[3]
+			}
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			t.Fatalf("%s: no value", where)
+		}
+		if _, err := strconv.ParseFloat(value, 64); err != nil && value != "+Inf" {
+			t.Fatalf("%s: value: %v", where, err)
+		}
+		name, labels := series, ""
+		if i := strings.IndexByte(series, '{'); i >= 0 {
+			if !strings.HasSuffix(series, "}") {
+				t.Fatalf("%s: unclosed labels", where)
+			}
+			name, labels = series[:i], series[i+1:len(series)-1]
+		}
+		if !metricNameRE.MatchString(name) {
+			t.Fatalf("%s: bad metric name", where)
+		}
+		for _, pair := range splitLabels(labels) {
+			if !metricLabelRE.MatchString(pair) {
+				t.Fatalf("%s: bad label %q", where, pair)
+			}
+		}
+		familyName := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base := strings.TrimSuffix(name, suffix); base != name && types[base] == "histogram" {
+				familyName = base
+			}
+		}
+		if types[familyName] == "" {
+			t.Fatalf("%s: sample before its TYPE", where)
+		}
+		if types[familyName] == "counter" && !strings.HasSuffix(name, "_total") {
+			t.Errorf("%s: counter without _total", where)
+		}
+		f, _ := strconv.ParseFloat(value, 64)
+		if _, dup := samples[series]; dup {
+			t.Fatalf("%s: duplicate series", where)
+		}
+		samples[series] = f
+	}
+	return samples
+}
+
+// userPath is the path-scoped shape of a /api/tasks... path for userID.
+func userPath(userID, rest string) string {
+	return "/api/" + url.PathEscape(userID) + "/tasks" + rest
+}
+
+// waitForWaiters waits until n goroutines are blocked inside function.
+func waitForWaiters(t *testing.T, function string, n int) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		if got := strings.Count(stacks, function+"("); got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines never all waited in %s", n, function)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -17,78 +15,6 @@ var (
 	metricNameRE  = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
 	metricLabelRE = regexp.MustCompile(`^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"$`)
 )
-
-// parseExposition checks text against the Prometheus text format's rules
-// and returns the samples by their full series name.
-func parseExposition(t *testing.T, text string) map[string]float64 {
-	t.Helper()
-	types := map[string]string{}
-	samples := map[string]float64{}
-	if !strings.HasSuffix(text, "\n") {
-		t.Fatal("exposition does not end with a newline")
-	}
-	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		where := fmt.Sprintf("line %d %q", n+1, line)
-		if strings.HasPrefix(line, "#") {
-			fields := strings.SplitN(line, " ", 4)
-			if len(fields) < 4 || (fields[1] != "HELP" && fields[1] != "TYPE") || !metricNameRE.MatchString(fields[2]) {
-				t.Fatalf("%s: malformed comment", where)
-			}
-			if fields[1] == "TYPE" {
-				if _, dup := types[fields[2]]; dup {
-					t.Fatalf("%s: second TYPE for %s", where, fields[2])
-				}
-				switch fields[3] {
-				case "counter", "gauge", "histogram", "summary", "untyped":
-				default:
-					t.Fatalf("%s: unknown type", where)
-				}
-				types[fields[2]] = fields[3]
-			}
-			continue
-		}
-		series, value, ok := strings.Cut(line, " ")
-		if !ok {
-			t.Fatalf("%s: no value", where)
-		}
-		if _, err := strconv.ParseFloat(value, 64); err != nil && value != "+Inf" {
-			t.Fatalf("%s: value: %v", where, err)
-		}
-		name, labels := series, ""
-		if i := strings.IndexByte(series, '{'); i >= 0 {
-			if !strings.HasSuffix(series, "}") {
-				t.Fatalf("%s: unclosed labels", where)
-			}
-			name, labels = series[:i], series[i+1:len(series)-1]
-		}
-		if !metricNameRE.MatchString(name) {
-			t.Fatalf("%s: bad metric name", where)
-		}
-		for _, pair := range splitLabels(labels) {
-			if !metricLabelRE.MatchString(pair) {
-				t.Fatalf("%s: bad label %q", where, pair)
-			}
-		}
-		familyName := name
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if base := strings.TrimSuffix(name, suffix); base != name && types[base] == "histogram" {
-				familyName = base
-			}
-		}
-		if types[familyName] == "" {
-			t.Fatalf("%s: sample before its TYPE", where)
-		}
-		if types[familyName] == "counter" && !strings.HasSuffix(name, "_total") {
-			t.Errorf("%s: counter without _total", where)
-		}
-		f, _ := strconv.ParseFloat(value, 64)
-		if _, dup := samples[series]; dup {
-			t.Fatalf("%s: duplicate series", where)
-		}
-		samples[series] = f
-	}
-	return samples
-}
 
 // splitLabels splits a{...} contents at the commas between pairs.
 func splitLabels(s string) []string {
@@ -119,7 +45,7 @@ func TestMetricsExposition(t *testing.T) {
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
 	logs := &syncBuffer{}
 	stats := newMetrics(testStore)
-	handler := newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats)
+	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(logs, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats))
 	srv := &testServer{Server: httptest.NewServer(handler), logs: logs}
 	defer srv.Close()
 	token := mustToken(t, newUser(t))

@@ -1,22 +1,14 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 )
-
-// userPath is the path-scoped shape of a /api/tasks... path for userID.
-func userPath(userID, rest string) string {
-	return "/api/" + url.PathEscape(userID) + "/tasks" + rest
-}
 
 // TestPathScopedLifecycle: every operation answers at /api/{user_id}/tasks
 // as it does at /api/tasks, with the shape of the request in Location.
@@ -200,98 +192,6 @@ func TestTasksPathKeepsItsMeaning(t *testing.T) {
 	}
 }
 
-// TestToggle: PATCH .../complete with no body flips completed in one
-// statement, bumping the version, under If-Match; twenty at once leave an
-// even count of flips, so the task is as before.
-func TestToggle(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	token := mustToken(t, newUser(t))
-	task := mustCreate(t, srv, token, map[string]any{"title": "flip"})
-	path := taskPath(task.ID) + "/complete"
-
-	res := srv.request(t, "PATCH", path, token, nil)
-	flipped := decodeTask(t, res)
-	if res.status != http.StatusOK || !flipped.Completed || res.header.Get("ETag") != `"v2"` || flipped.UpdatedAt <= task.UpdatedAt {
-		t.Fatalf("toggle = %s (ETag %q); want completed, v2, updated_at moved", res, res.header.Get("ETag"))
-	}
-	wantError(t, srv.request(t, "PATCH", path, token, nil, "If-Match", `"v1"`), http.StatusPreconditionFailed, codePreconditionFailed)
-	res = srv.request(t, "PATCH", path, token, nil, "If-Match", `"v2"`)
-	if res.status != http.StatusOK || decodeTask(t, res).Completed {
-		t.Fatalf("toggle with the current ETag = %s; want completed false", res)
-	}
-	wantError(t, srv.request(t, "PATCH", path, token, `{}`), http.StatusUnprocessableEntity, codeValidation)
-	wantError(t, srv.request(t, "PATCH", taskPath(task.ID+1_000_000_000)+"/complete", token, nil), http.StatusNotFound, codeNotFound)
-
-	const togglers = 20
-	var wg sync.WaitGroup
-	errs := make(chan string, togglers)
-	for i := 0; i < togglers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := srv.do("PATCH", path, token, nil)
-			if err != nil {
-				errs <- err.Error()
-			} else if res.status != http.StatusOK {
-				errs <- res.String()
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Errorf("concurrent toggle: %s", e)
-	}
-	res = srv.request(t, "GET", taskPath(task.ID), token, nil)
-	if got := decodeTask(t, res); got.Completed || res.header.Get("ETag") != fmt.Sprintf(`"v%d"`, 3+togglers) {
-		t.Errorf("after %d toggles: completed %v, ETag %q; want false and v%d", togglers, got.Completed, res.header.Get("ETag"), 3+togglers)
-	}
-}
-
-// TestListStatusAndSort: status and sort on both shapes, and their 422s.
-func TestListStatusAndSort(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	user := newUser(t)
-	token := mustToken(t, user)
-	for _, title := range []string{"banana", "Apple", "cherry", "apple"} {
-		mustCreate(t, srv, token, map[string]any{"title": title, "completed": title == "cherry"})
-	}
-	titles := func(path string) string {
-		t.Helper()
-		var got []string
-		for _, task := range decodeTasks(t, srv.request(t, "GET", path, token, nil)) {
-			got = append(got, task.Title)
-		}
-		return strings.Join(got, ",")
-	}
-	for _, prefix := range []string{"/api/tasks", userPath(user, "")} {
-		cases := map[string]string{
-			"":                             "apple,cherry,Apple,banana",
-			"?sort=created":                "apple,cherry,Apple,banana",
-			"?sort=title":                  "Apple,apple,banana,cherry",
-			"?status=all&sort=title":       "Apple,apple,banana,cherry",
-			"?status=pending&sort=title":   "Apple,apple,banana",
-			"?status=completed":            "cherry",
-			"?status=pending":              "apple,Apple,banana",
-			"?sort=title&limit=2&offset=1": "apple,banana",
-		}
-		for query, want := range cases {
-			if got := titles(prefix + query); got != want {
-				t.Errorf("GET %s%s = %s; want %s", prefix, query, got, want)
-			}
-		}
-		for _, query := range []string{
-			"?status=done", "?status=", "?sort=name", "?sort=", "?status=all&completed=true",
-			"?completed=maybe&status=pending", "?status=all&status=all", "?sort=title&sort=title",
-			"?limit=1;limit=2", "?sort=title;x", "?status=pending%3Bx",
-		} {
-			wantError(t, srv.request(t, "GET", prefix+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
-		}
-	}
-}
-
 // TestPathScopedMetricsAndRateLimit: path-scoped requests count under their
 // own route pattern and share the user's rate limit.
 func TestPathScopedMetricsAndRateLimit(t *testing.T) {
@@ -299,7 +199,7 @@ func TestPathScopedMetricsAndRateLimit(t *testing.T) {
 	cfg := testConfig()
 	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
 	stats := newMetrics(testStore)
-	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats)
+	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats))
 	srv := &testServer{Server: httptest.NewServer(handler), logs: &syncBuffer{}}
 	defer srv.Close()
 	user := newUser(t)

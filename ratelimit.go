@@ -68,13 +68,6 @@ func (l *rateLimiter) sweep(now time.Time) {
 	}
 }
 
-// size is the number of users with a bucket (the tests read it).
-func (l *rateLimiter) size() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.buckets)
-}
-
 var errRateLimited = &apiError{code: codeRateLimited, detail: "too many requests: slow down and retry after the Retry-After seconds"}
 
 // limitPerUser answers 429 once the authenticated user's bucket is empty.

@@ -59,3 +59,10 @@ func TestRateLimitAnswers429(t *testing.T) {
 		t.Errorf("another user = %s; want 200", res)
 	}
 }
+
+// size is the number of users with a bucket.
+func (l *rateLimiter) size() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}

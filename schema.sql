@@ -147,15 +147,12 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- A key costs its own bytes and 64; updating it changes nothing counted.
+-- A key costs its own bytes and 64 (it is only ever inserted and deleted).
 CREATE OR REPLACE FUNCTION idempotency_keys_usage() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        PERFORM apply_usage(NEW.user_id, 0, octet_length(NEW.key) + 64);
-    ELSIF TG_OP = 'DELETE' THEN
-        PERFORM apply_usage(OLD.user_id, 0, -(octet_length(OLD.key) + 64));
-    END IF;
+    PERFORM apply_usage(coalesce(NEW.user_id, OLD.user_id), 0,
+        CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END * (octet_length(coalesce(NEW.key, OLD.key)) + 64));
     RETURN NULL;
 END $$;
 

@@ -37,16 +37,10 @@ type server struct {
 	clientStall time.Duration
 }
 
-// newServer builds the whole HTTP handler: middleware around the routes.
-// A nil metrics counts nothing.
-func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) http.Handler {
-	_, h := buildServer(logger, store, verifier, cfg, stats)
-	return h
-}
-
-// buildServer is newServer that also returns the server, whose drain run
-// starts on SIGTERM.
-func buildServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) (*server, http.Handler) {
+// newServer builds the server, whose drain starts on SIGTERM, and the
+// whole HTTP handler: middleware around the routes. A nil metrics counts
+// nothing.
+func newServer(logger *slog.Logger, store *Store, verifier tokenVerifier, cfg config, stats *metrics) (*server, http.Handler) {
 	s := &server{
 		logger:      logger,
 		store:       store,

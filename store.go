@@ -259,39 +259,6 @@ func errUnavailable(cause error) error {
 	return &apiError{code: codeUnavailable, detail: "database unavailable, try again shortly", cause: cause}
 }
 
-// checkPooler turns the errors of a lost prepared statement into a 503,
-// and logs once what to do. The start-up probe (probePreparedStatements)
-// turns prepared statements off behind a pooler that cannot hold them, so
-// this is for a path that changed after start, such as a reconfigured
-// PgBouncer.
-func (s *Store) checkPooler(err error) error {
-	if err == nil || !s.opts.prepared || !isPreparedStatementLost(err) {
-		return err
-	}
-	s.poolerWarning.Do(func() {
-		s.opts.logger.Error("the database or its pooler lost a prepared statement, which the start-up probe found it kept: restart the server so that the probe runs again, or set DB_PREPARED_STATEMENTS=false",
-			"error", err.Error())
-	})
-	// The service is misconfigured, not the request: a 503 like an outage.
-	return errUnavailable(err)
-}
-
-// isPreparedStatementLost: 26000 prepared statement does not exist, 42P05
-// already exists, or a Bind that reached another client's statement.
-func isPreparedStatementLost(err error) bool {
-	var pqErr *pq.Error
-	if !errors.As(err, &pqErr) {
-		return false
-	}
-	switch pqErr.Code {
-	case "26000", "42P05":
-		return true
-	case "08P01":
-		return strings.Contains(pqErr.Message, "prepared statement")
-	}
-	return false
-}
-
 // PoolStats is database/sql's figures for the pool, with the waits in the
 // store's queue counted in WaitCount and WaitDuration: that is where
 // requests wait for a connection now.
@@ -325,8 +292,8 @@ func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInp
 	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
 }
 
-// UpdateTask sets the fields in sets (a PUT, or a PATCH's partial
-// update) and keeps the others; see writeIfMatch for ifMatch.
+// UpdateTask sets the fields a PUT or a PATCH (a partial update) gives
+// and keeps the others; see writeIfMatch for ifMatch.
 func (s *Store) UpdateTask(ctx context.Context, userID string, id int64, in taskUpdate, ifMatch []int64) (Task, error) {
 	return s.changeTask(ctx, userID, id, ifMatch, changeFields{
 		title: in.title, descriptionSet: in.descriptionSet, description: in.description, completed: in.completed,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -287,31 +288,21 @@ func (s *server) handleChangeTask(parse func(w http.ResponseWriter, r *http.Requ
 	})
 }
 
-func (s *server) handleUpdateTask() http.Handler {
-	return s.handleChangeTask(func(w http.ResponseWriter, r *http.Request) (taskChange, error) {
-		body, err := decode(w, r)
-		if err != nil {
-			return nil, err
-		}
-		fields, err := parseTaskFields(body)
-		if err != nil {
-			return nil, err
-		}
-		return func(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
-			return s.store.UpdateTask(ctx, userID, id, fields, ifMatch)
-		}, nil
-	})
-}
+// handleUpdateTask is a PUT: title required, what is left out is kept.
+func (s *server) handleUpdateTask() http.Handler { return s.handleFieldChange(parseTaskFields) }
 
 // handlePatchTask is a partial update: any of title, description and
 // completed, each under PUT's rule; what is left out is kept.
-func (s *server) handlePatchTask() http.Handler {
+func (s *server) handlePatchTask() http.Handler { return s.handleFieldChange(parsePatchFields) }
+
+// handleFieldChange serves a PUT or a PATCH, whose body parse reads.
+func (s *server) handleFieldChange(parse func(map[string]json.RawMessage) (taskUpdate, error)) http.Handler {
 	return s.handleChangeTask(func(w http.ResponseWriter, r *http.Request) (taskChange, error) {
 		body, err := decode(w, r)
 		if err != nil {
 			return nil, err
 		}
-		fields, err := parsePatchFields(body)
+		fields, err := parse(body)
 		if err != nil {
 			return nil, err
 		}
@@ -329,31 +320,27 @@ func (s *server) handleCompleteTask() http.Handler {
 		if err != nil {
 			return nil, err
 		}
-		fromQuery, err := completedFromQuery(r)
-		if err != nil {
+		completed, err := completedFromQuery(r)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if len(raw) == 0 && fromQuery == nil {
+		case len(raw) == 0 && completed == nil:
 			return s.store.ToggleCompleted, nil
-		}
-		if len(raw) == 0 {
-			return func(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
-				return s.store.SetCompleted(ctx, userID, id, *fromQuery, ifMatch)
-			}, nil
-		}
-		if fromQuery != nil {
+		case len(raw) > 0 && completed != nil:
 			return nil, validationError(fieldError{"completed", "give completed in the body or in the query, not both"})
-		}
-		body, err := decodeObject(raw)
-		if err != nil {
-			return nil, err
-		}
-		completed, ok := jsonBool(body["completed"])
-		if !ok {
-			return nil, validationError(fieldError{"completed", "completed is required and must be true or false"})
+		case len(raw) > 0:
+			body, err := decodeObject(raw)
+			if err != nil {
+				return nil, err
+			}
+			v, ok := jsonBool(body["completed"])
+			if !ok {
+				return nil, validationError(fieldError{"completed", "completed is required and must be true or false"})
+			}
+			completed = &v
 		}
 		return func(ctx context.Context, userID string, id int64, ifMatch []int64) (Task, error) {
-			return s.store.SetCompleted(ctx, userID, id, completed, ifMatch)
+			return s.store.SetCompleted(ctx, userID, id, *completed, ifMatch)
 		}, nil
 	})
 }

@@ -2,14 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -116,70 +112,6 @@ func TestCreateWithAllFields(t *testing.T) {
 	empty := mustCreate(t, srv, token, map[string]any{"title": "x", "description": ""})
 	if empty.Description == nil || *empty.Description != "" {
 		t.Fatalf("empty description = %v; want \"\" kept apart from null", empty.Description)
-	}
-}
-
-func TestListOrderFilterAndPaging(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	token := mustToken(t, newUser(t))
-	var ids []int64
-	for i := 0; i < 5; i++ {
-		task := mustCreate(t, srv, token, map[string]any{"title": fmt.Sprintf("task %d", i), "completed": i%2 == 0})
-		ids = append(ids, task.ID)
-	}
-	listIDs := func(query string) []int64 {
-		t.Helper()
-		res := srv.request(t, "GET", "/api/tasks"+query, token, nil)
-		if res.status != http.StatusOK {
-			t.Fatalf("list%s = %s; want 200", query, res)
-		}
-		var got []int64
-		for _, task := range decodeTasks(t, res) {
-			got = append(got, task.ID)
-		}
-		return got
-	}
-	wantIDs := func(query string, want ...int64) {
-		t.Helper()
-		if got := listIDs(query); fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("list%s ids = %v; want %v", query, got, want)
-		}
-	}
-	wantIDs("", ids[4], ids[3], ids[2], ids[1], ids[0])
-	wantIDs("/", ids[4], ids[3], ids[2], ids[1], ids[0])
-	wantIDs("?completed=true", ids[4], ids[2], ids[0])
-	wantIDs("?completed=false", ids[3], ids[1])
-	wantIDs("?limit=2", ids[4], ids[3])
-	wantIDs("?limit=2&offset=2", ids[2], ids[1])
-	wantIDs("?offset=4", ids[0])
-	wantIDs("?offset=5")
-	wantIDs("?limit=1000&offset=0", ids[4], ids[3], ids[2], ids[1], ids[0])
-	wantIDs("?completed=true&limit=1&offset=1", ids[2])
-	wantIDs("?unknown=1", ids[4], ids[3], ids[2], ids[1], ids[0])
-
-	for _, query := range []string{
-		"?completed=yes", "?completed=1", "?completed=", "?completed=TRUE", "?limit=0", "?limit=1001", "?limit=-1",
-		"?limit=abc", "?limit=", "?offset=-1", "?offset=x", "?limit=1&limit=2", "?offset=99999999999999999999",
-	} {
-		wantError(t, srv.request(t, "GET", "/api/tasks"+query, token, nil), http.StatusUnprocessableEntity, codeValidation)
-	}
-}
-
-func TestListSameCreatedAtOrdersByID(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	user := newUser(t)
-	// One statement: both rows get the same now().
-	var first, second int64
-	err := testDB.QueryRow(`WITH ins AS (INSERT INTO tasks (user_id, title) VALUES ($1, 'a'), ($1, 'b') RETURNING id)
-		SELECT min(id), max(id) FROM ins`, user).Scan(&first, &second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tasks := decodeTasks(t, srv.request(t, "GET", "/api/tasks", mustToken(t, user), nil))
-	if len(tasks) != 2 || tasks[0].ID != second || tasks[1].ID != first || tasks[0].CreatedAt != tasks[1].CreatedAt {
-		t.Fatalf("list = %+v; want id %d then %d with equal created_at", tasks, second, first)
 	}
 }
 
@@ -397,16 +329,6 @@ func TestTwoUsers(t *testing.T) {
 	}
 }
 
-func stripRequestID(body []byte) string {
-	var m map[string]any
-	if err := json.Unmarshal(body, &m); err != nil {
-		return string(body)
-	}
-	delete(m, "request_id")
-	b, _ := json.Marshal(m)
-	return string(b)
-}
-
 // TestConcurrentWritesNeverFail runs on a pool of two connections, so the
 // creates share statements and the changes of the one task queue in the
 // change batcher (never in one statement: they name the same task).
@@ -579,281 +501,6 @@ func TestRacingIfMatchWritersOneWins(t *testing.T) {
 	}
 }
 
-func countTasks(t *testing.T, userID string) int {
-	t.Helper()
-	var n int
-	if err := testDB.QueryRow(`SELECT count(*) FROM tasks WHERE user_id = $1`, userID).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func TestIdempotentCreate(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	user := newUser(t)
-	token := mustToken(t, user)
-	body := map[string]any{"title": "once", "description": "only once"}
-
-	first := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
-	if first.status != http.StatusCreated || first.header.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("first POST = %s; want 201, not a replay", first)
-	}
-	created := decodeTask(t, first)
-
-	replay := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1")
-	if replay.status != http.StatusCreated || replay.header.Get("Idempotent-Replayed") != "true" ||
-		!bytes.Equal(replay.body, first.body) || replay.header.Get("Location") != first.header.Get("Location") || replay.header.Get("ETag") != `"v1"` {
-		t.Fatalf("replay = %s %v; want the original 201 byte for byte", replay, replay.header)
-	}
-	// Same meaning, other spelling: still the same request.
-	same := srv.request(t, "POST", "/api/tasks", token, `{"description":"only once",  "title":" once ","completed":false}`, "Idempotency-Key", "key-1")
-	if same.status != http.StatusCreated || decodeTask(t, same).ID != created.ID {
-		t.Fatalf("equivalent body = %s; want the original task", same)
-	}
-	// The replay stands even after the task changes or goes away.
-	srv.request(t, "DELETE", taskPath(created.ID), token, nil)
-	if again := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", "key-1"); !bytes.Equal(again.body, first.body) {
-		t.Fatalf("replay after delete = %s; want the original answer", again)
-	}
-
-	res := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
-	wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
-	if !strings.Contains(string(res.body), "Idempotency-Key") {
-		t.Errorf("mismatch body %s; want it to name the key", res.body)
-	}
-	if n := countTasks(t, user); n != 0 {
-		t.Fatalf("user has %d tasks; want 0 (one created, then deleted; nothing else)", n)
-	}
-
-	// Keys are per user.
-	otherUser := newUser(t)
-	other := srv.request(t, "POST", "/api/tasks", mustToken(t, otherUser), body, "Idempotency-Key", "key-1")
-	if other.status != http.StatusCreated || other.header.Get("Idempotent-Replayed") != "" || decodeTask(t, other).ID == created.ID {
-		t.Fatalf("other user's POST with the same key = %s; want a task of their own", other)
-	}
-
-	// After 24 hours the key is forgotten.
-	if _, err := testDB.Exec(`UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = $1`, user); err != nil {
-		t.Fatal(err)
-	}
-	fresh := srv.request(t, "POST", "/api/tasks", token, map[string]any{"title": "different"}, "Idempotency-Key", "key-1")
-	if fresh.status != http.StatusCreated || fresh.header.Get("Idempotent-Replayed") != "" || decodeTask(t, fresh).ID == created.ID {
-		t.Fatalf("POST with an expired key = %s; want a new task", fresh)
-	}
-
-	for _, bad := range [][]string{
-		{"Idempotency-Key", ""},
-		{"Idempotency-Key", strings.Repeat("k", 256)},
-		{"Idempotency-Key", "has space"},
-		{"Idempotency-Key", "caf\u00e9"},
-		{"Idempotency-Key", "a", "Idempotency-Key", "b"},
-	} {
-		res := srv.request(t, "POST", "/api/tasks", token, body, bad...)
-		wantError(t, res, http.StatusUnprocessableEntity, codeValidation)
-	}
-	if res := srv.request(t, "POST", "/api/tasks", token, body, "Idempotency-Key", strings.Repeat("k", 255)); res.status != http.StatusCreated {
-		t.Errorf("255-character key = %s; want 201", res)
-	}
-}
-
-func TestIdempotentCreateConcurrent(t *testing.T) {
-	t.Parallel()
-	srv := newTestServer(t, testConfig(), testStore)
-	user := newUser(t)
-	token := mustToken(t, user)
-	const requests = 100
-	ids := make(chan string, requests)
-	var start, done sync.WaitGroup
-	start.Add(1)
-	for i := 0; i < requests; i++ {
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			start.Wait()
-			res, err := srv.do("POST", "/api/tasks", token, map[string]any{"title": "exactly one"}, "Idempotency-Key", "retry-storm")
-			if err != nil {
-				ids <- err.Error()
-				return
-			}
-			if res.status != http.StatusCreated {
-				ids <- "status " + res.String()
-				return
-			}
-			ids <- res.header.Get("Location")
-		}()
-	}
-	start.Done()
-	done.Wait()
-	close(ids)
-	seen := map[string]int{}
-	for id := range ids {
-		seen[id]++
-	}
-	if len(seen) != 1 {
-		t.Fatalf("answers = %v; want one Location for all %d", seen, requests)
-	}
-	if n := countTasks(t, user); n != 1 {
-		t.Fatalf("%d tasks created; want 1", n)
-	}
-}
-
-// chunkRecorder is a ResponseWriter that keeps the body and the size of
-// its largest Write.
-type chunkRecorder struct {
-	header   http.Header
-	status   int
-	body     bytes.Buffer
-	writes   int
-	maxWrite int
-}
-
-func (c *chunkRecorder) Header() http.Header  { return c.header }
-func (c *chunkRecorder) WriteHeader(code int) { c.status = code }
-func (c *chunkRecorder) Write(b []byte) (int, error) {
-	c.writes++
-	c.maxWrite = max(c.maxWrite, len(b))
-	return c.body.Write(b)
-}
-
-// serveListInProcess serves GET /api/tasks for token through the whole
-// handler stack straight into w, with no network in between, so that w
-// sees every Write the handler makes.
-func serveListInProcess(cfg config, store *Store, token string, w http.ResponseWriter) {
-	handler := newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), store, newHS256Verifier([]byte(testSecret), "", "", ""), cfg, nil)
-	req := httptest.NewRequest("GET", "/api/tasks", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	handler.ServeHTTP(w, req)
-}
-
-// TestLongListIsStreamedInBoundedChunks: a list far larger than one chunk
-// goes out in writes of about listPageBytes, never built whole, and is
-// still one valid JSON array; a short one is one write with its length.
-func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
-	t.Parallel()
-	token := mustToken(t, newUser(t))
-	srv := newTestServer(t, testConfig(), testStore)
-	longest := strings.Repeat("d", maxDescriptionRunes)
-	mustCreate(t, srv, token, map[string]any{"title": "short"})
-	get := func() *chunkRecorder {
-		rec := &chunkRecorder{header: http.Header{}}
-		serveListInProcess(testConfig(), testStore, token, rec)
-		return rec
-	}
-	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
-		t.Errorf("a short list took %d writes, Content-Length %q; want 1 write with a length", rec.writes, rec.header.Get("Content-Length"))
-	}
-	const tasks = 100 // about 1 MB
-	for i := 0; i < tasks; i++ {
-		mustCreate(t, srv, token, map[string]any{"title": fmt.Sprint("long ", i), "description": longest})
-	}
-	rec := get()
-	if rec.status != http.StatusOK {
-		t.Fatalf("status %d", rec.status)
-	}
-	if bound := listPageBytes + len(longest) + 512; rec.maxWrite > bound || rec.writes < rec.body.Len()/bound {
-		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listPageBytes)
-	}
-	var list []taskJSON
-	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+1 {
-		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+1)
-	}
-}
-
-// hookedWriter is a chunkRecorder that calls before(n) ahead of its n-th
-// Write, counted from 0.
-type hookedWriter struct {
-	chunkRecorder
-	before func(n int)
-}
-
-func (h *hookedWriter) Write(b []byte) (int, error) {
-	h.before(h.writes)
-	return h.chunkRecorder.Write(b)
-}
-
-// ownTasksStore is a store on a database of the test's own, with the
-// schema, count tasks of 10,000 characters for userID, and cfg's
-// DB_TIMEOUT; cfg is returned as the store's server should have it.
-func ownTasksStore(t *testing.T, cfg config, userID string, count int) (*Store, *sql.DB, config) {
-	t.Helper()
-	dsn, db := openDatabase(t)
-	if err := applySchema(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	cfg.databaseURL = dsn
-	store := openServerStore(t, cfg)
-	long := strings.Repeat("d", maxDescriptionRunes)
-	for i := range count {
-		if _, err := store.CreateTask(context.Background(), userID, taskInput{title: fmt.Sprint("long ", i), description: &long}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return store, db, cfg
-}
-
-// TestStreamedListCutOffMidwayIsNotComplete: when a page's database work
-// fails after part of a list is out, the handler aborts (net/http then
-// cuts the connection before the final chunk) instead of closing the JSON
-// array.
-func TestStreamedListCutOffMidwayIsNotComplete(t *testing.T) {
-	t.Parallel()
-	user := newUser(t)
-	cfg := testConfig()
-	cfg.dbTimeout = 200 * time.Millisecond
-	store, db, cfg := ownTasksStore(t, cfg, user, 40)
-	// Once the first page is out, the table is locked: the next page's
-	// read waits past DB_TIMEOUT and fails.
-	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(n int) {
-		if n != 0 {
-			return
-		}
-		tx, err := db.Begin()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		t.Cleanup(func() { tx.Rollback() })
-		if _, err := tx.Exec("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"); err != nil {
-			t.Error(err)
-		}
-	}}
-	aborted := func() (v any) {
-		defer func() { v = recover() }()
-		serveListInProcess(cfg, store, mustToken(t, user), w)
-		return nil
-	}()
-	if aborted != http.ErrAbortHandler {
-		t.Fatalf("a list whose database work failed midway ended with %v after %d bytes; want http.ErrAbortHandler", aborted, w.body.Len())
-	}
-	if w.writes == 0 || bytes.HasSuffix(bytes.TrimSpace(w.body.Bytes()), []byte("]")) {
-		t.Errorf("%d writes, body ends %q; want part of an array, unclosed", w.writes, w.body.Bytes()[max(0, w.body.Len()-10):])
-	}
-}
-
-// TestSlowClientGetsTheWholeList: a client that takes longer than
-// DB_TIMEOUT to take each page still gets the whole list: DB_TIMEOUT
-// bounds database work, and no page's statement is open while the client
-// reads.
-func TestSlowClientGetsTheWholeList(t *testing.T) {
-	t.Parallel()
-	user := newUser(t)
-	cfg := testConfig()
-	cfg.dbTimeout = time.Second
-	store, _, cfg := ownTasksStore(t, cfg, user, 12) // about 120 KB: two pages and the end
-	w := &hookedWriter{chunkRecorder: chunkRecorder{header: http.Header{}}, before: func(int) { time.Sleep(cfg.dbTimeout + 100*time.Millisecond) }}
-	serveListInProcess(cfg, store, mustToken(t, user), w)
-	var list []taskJSON
-	if err := json.Unmarshal(w.body.Bytes(), &list); err != nil || len(list) != 12 || w.writes < 2 {
-		t.Fatalf("%d tasks in %d writes, %v; want all 12 in several pages", len(list), w.writes, err)
-	}
-	for i, task := range list {
-		if want := fmt.Sprint("long ", 11-i); task.Title != want {
-			t.Fatalf("task %d is %q; want %q (newest first, each once)", i, task.Title, want)
-		}
-	}
-}
-
 // TestPatchIsAPartialUpdate: PATCH /api/tasks/{id}, through both route
 // shapes, changes the members given under PUT's rules and keeps the rest,
 // with If-Match, 404 and 422 as PUT has them.
@@ -934,5 +581,54 @@ func TestCompleteFromTheQuery(t *testing.T) {
 		wantError(t, srv.request(t, "PATCH", complete+"?completed=false", token, map[string]any{"completed": true}), http.StatusUnprocessableEntity, codeValidation)
 		wantError(t, srv.request(t, "PATCH", complete+"?completed=maybe", token, nil), http.StatusUnprocessableEntity, codeValidation)
 		wantError(t, srv.request(t, "PATCH", complete+"?completed=%zz", token, nil), http.StatusUnprocessableEntity, codeValidation)
+	}
+}
+
+// TestToggle: PATCH .../complete with no body flips completed in one
+// statement, bumping the version, under If-Match; twenty at once leave an
+// even count of flips, so the task is as before.
+func TestToggle(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t, testConfig(), testStore)
+	token := mustToken(t, newUser(t))
+	task := mustCreate(t, srv, token, map[string]any{"title": "flip"})
+	path := taskPath(task.ID) + "/complete"
+
+	res := srv.request(t, "PATCH", path, token, nil)
+	flipped := decodeTask(t, res)
+	if res.status != http.StatusOK || !flipped.Completed || res.header.Get("ETag") != `"v2"` || flipped.UpdatedAt <= task.UpdatedAt {
+		t.Fatalf("toggle = %s (ETag %q); want completed, v2, updated_at moved", res, res.header.Get("ETag"))
+	}
+	wantError(t, srv.request(t, "PATCH", path, token, nil, "If-Match", `"v1"`), http.StatusPreconditionFailed, codePreconditionFailed)
+	res = srv.request(t, "PATCH", path, token, nil, "If-Match", `"v2"`)
+	if res.status != http.StatusOK || decodeTask(t, res).Completed {
+		t.Fatalf("toggle with the current ETag = %s; want completed false", res)
+	}
+	wantError(t, srv.request(t, "PATCH", path, token, `{}`), http.StatusUnprocessableEntity, codeValidation)
+	wantError(t, srv.request(t, "PATCH", taskPath(task.ID+1_000_000_000)+"/complete", token, nil), http.StatusNotFound, codeNotFound)
+
+	const togglers = 20
+	var wg sync.WaitGroup
+	errs := make(chan string, togglers)
+	for i := 0; i < togglers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := srv.do("PATCH", path, token, nil)
+			if err != nil {
+				errs <- err.Error()
+			} else if res.status != http.StatusOK {
+				errs <- res.String()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent toggle: %s", e)
+	}
+	res = srv.request(t, "GET", taskPath(task.ID), token, nil)
+	if got := decodeTask(t, res); got.Completed || res.header.Get("ETag") != fmt.Sprintf(`"v%d"`, 3+togglers) {
+		t.Errorf("after %d toggles: completed %v, ETag %q; want false and v%d", togglers, got.Completed, res.header.Get("ETag"), 3+togglers)
 	}
 }
