@@ -138,7 +138,6 @@ type taskSink interface {
 
 // TaskList is one request's list, read page by page with NextPage.
 type TaskList struct {
-	store    *Store
 	userID   string
 	filter   listFilter
 	after    *listCursor // nil: the first page
@@ -156,39 +155,43 @@ type listCursor struct {
 	title     string
 }
 
-// List starts reading the user's tasks as f says.
-func (s *Store) List(userID string, f listFilter) *TaskList {
+// newTaskList starts a list of the user's tasks as f says.
+func newTaskList(userID string, f listFilter) *TaskList {
 	left := noLimit
 	if f.limit != nil {
 		left = *f.limit
 	}
-	return &TaskList{store: s, userID: userID, filter: f, left: left, pageRows: firstPageRows}
+	return &TaskList{userID: userID, filter: f, left: left, pageRows: firstPageRows}
 }
 
-// NextPage hands the next page's tasks to out and reports whether the list
-// is finished. The first page of a list in the default order that finds
-// every connection busy waits to share a statement with other lists
+// NextPage hands the next page of l's tasks to out and reports whether the
+// list is finished. The first page of a list in the default order that
+// finds every connection busy waits to share a statement with other lists
 // (batch.go); every other page runs alone.
-func (l *TaskList) NextPage(ctx context.Context, out taskSink) (done bool, err error) {
+func (s *Store) NextPage(ctx context.Context, l *TaskList, out taskSink) (done bool, err error) {
 	if l.left == 0 {
 		return true, nil
 	}
-	p := l.newPage(out)
+	p := &listPage{userID: l.userID, filter: l.filter, after: l.after, seen: l.seen, out: out, want: min(l.pageRows, l.left)}
 	if l.after == nil && l.filter.order == (listOrder{}) {
-		_, err = l.store.lists.submit(ctx, p)
+		_, err = s.lists.submit(ctx, p)
 	} else {
-		err = l.store.entered(ctx, func() error { return p.readAlone(ctx) })
+		err = s.entered(ctx, func() error { return s.readPage(ctx, p) })
 	}
 	if err != nil {
 		return false, err
 	}
-	return p.commit(), nil
+	return l.advance(p), nil
 }
 
-// listPage is one page of a list as a statement reads it. Nothing of it
-// reaches its TaskList until commit, so a page can be read again.
+// listPage is one page of a list as a statement reads it: what it reads
+// (a copy of its list's position), and what it has read. Nothing of it
+// reaches the list until advance, so a page can be read again.
 type listPage struct {
-	list   *TaskList
+	userID string
+	filter listFilter
+	after  *listCursor
+	seen   map[int64]struct{} // read only
 	out    taskSink
 	want   int64 // tasks this page may hand out
 	rows   int64 // rows the statement gave
@@ -196,10 +199,6 @@ type listPage struct {
 	last   *listCursor // the last row taken, handed out or skipped as seen
 	ids    []int64     // handed out, for a title-ordered list's seen
 	ended  bool        // the page ended before the statement did: full, or want reached
-}
-
-func (l *TaskList) newPage(out taskSink) *listPage {
-	return &listPage{list: l, out: out, want: min(l.pageRows, l.left)}
 }
 
 // limit is the LIMIT the page's statement asks for: one row more than it
@@ -223,24 +222,23 @@ func (p *listPage) take(t *Task) {
 		return
 	}
 	p.last = &listCursor{id: t.ID, createdAt: t.CreatedAt}
-	if p.list.filter.order.byTitle {
+	if p.filter.order.byTitle {
 		p.last.title = t.Title
 	}
-	if _, seen := p.list.seen[t.ID]; seen {
+	if _, seen := p.seen[t.ID]; seen {
 		return
 	}
-	t.UserID = p.list.userID
+	t.UserID = p.userID
 	full := p.out.add(t)
 	p.handed++
-	if p.list.filter.order.byTitle {
+	if p.filter.order.byTitle {
 		p.ids = append(p.ids, t.ID)
 	}
 	p.ended = full
 }
 
-// commit moves the list past the page and reports whether it is finished.
-func (p *listPage) commit() bool {
-	l := p.list
+// advance moves the list past page p and reports whether it is finished.
+func (l *TaskList) advance(p *listPage) bool {
 	l.left -= p.handed
 	if p.last != nil {
 		l.after = p.last
@@ -265,26 +263,24 @@ func (p *listPage) commit() bool {
 	return false
 }
 
-// readAlone runs the page's own statement.
-func (p *listPage) readAlone(ctx context.Context) error {
+// readPage runs page p's own statement.
+func (s *Store) readPage(ctx context.Context, p *listPage) error {
 	p.restart()
-	l, s := p.list, p.list.store
-	args := []any{l.userID}
-	if l.filter.completed != nil {
-		args = append(args, *l.filter.completed)
+	args := []any{p.userID}
+	if p.filter.completed != nil {
+		args = append(args, *p.filter.completed)
 	}
-	shape := listShape{byCompleted: l.filter.completed != nil, order: l.filter.order, after: l.after != nil}
+	shape := listShape{byCompleted: p.filter.completed != nil, order: p.filter.order, after: p.after != nil}
 	if shape.after {
-		var key any = l.after.createdAt
+		var key any = p.after.createdAt
 		if shape.order.byTitle {
-			key = l.after.title
+			key = p.after.title
 		}
-		args = append(args, key, l.after.id, p.limit())
+		args = append(args, key, p.after.id, p.limit())
 	} else {
-		args = append(args, p.limit(), l.filter.offset)
+		args = append(args, p.limit(), p.filter.offset)
 	}
-	st := s.listStatements[shape.index()]
-	rows, err := st.QueryContext(ctx, args...)
+	rows, err := s.listStatements[shape.index()].QueryContext(ctx, args...)
 	if err != nil {
 		return fmt.Errorf("list tasks: %w", err)
 	}
@@ -295,8 +291,9 @@ func (p *listPage) readAlone(ctx context.Context) error {
 }
 
 // listTaskBatchSQL is the first page of listTasksSQL and
-// listTasksByCompletedSQL for many lists at once: for each position, its user's tasks (of the completed
-// flag, where one is given), newest first, from OFFSET, at most LIMIT. The
+// listTasksByCompletedSQL for many lists at once: for each position, its
+// user's tasks (of the completed flag, where one is given), newest first,
+// from OFFSET, at most LIMIT. The
 // LATERAL subquery runs once per position in the arrays' order, so each
 // list's rows come together and in list order; runLists checks that they
 // do rather than trusting it.
@@ -314,10 +311,10 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter[*listPage, struct{
 	var users, completed, limits, offsets arrayLiteral
 	for _, w := range batch {
 		p := w.req
-		users.text(p.list.userID)
-		completed.nullableBool(p.list.filter.completed)
+		users.text(p.userID)
+		completed.nullableBool(p.filter.completed)
 		limits.int(p.limit())
-		offsets.int(p.list.filter.offset)
+		offsets.int(p.filter.offset)
 		p.restart()
 		w.err = nil
 	}

@@ -671,10 +671,10 @@ func heldStore(t *testing.T, db *sql.DB, change ...func(*storeOptions)) (store *
 func listThrough(ctx context.Context, store *Store, userID string, f listFilter) (string, error) {
 	rec := httptest.NewRecorder()
 	answer := newListAnswer(rec, nil)
-	list := store.List(userID, f)
+	list := newTaskList(userID, f)
 	for done := false; !done; {
 		var err error
-		if done, err = list.NextPage(ctx, answer); err != nil {
+		if done, err = store.NextPage(ctx, list, answer); err != nil {
 			return "", err
 		}
 		if !done {

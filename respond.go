@@ -9,21 +9,6 @@ import (
 	"sync"
 )
 
-// The contract's error codes.
-const (
-	codeBadRequest             = "BAD_REQUEST"
-	codeAuthenticationRequired = "AUTHENTICATION_REQUIRED"
-	codeNotFound               = "RESOURCE_NOT_FOUND"
-	codeMethodNotAllowed       = "METHOD_NOT_ALLOWED"
-	codePayloadTooLarge        = "PAYLOAD_TOO_LARGE"
-	codePreconditionFailed     = "PRECONDITION_FAILED"
-	codeRateLimited            = "RATE_LIMITED"
-	codeQuotaExceeded          = "QUOTA_EXCEEDED"
-	codeValidation             = "VALIDATION_ERROR"
-	codeInternal               = "INTERNAL_ERROR"
-	codeUnavailable            = "SERVICE_UNAVAILABLE"
-)
-
 // statusOf is the one table from an error code to its HTTP status.
 var statusOf = map[string]int{
 	codeBadRequest:             http.StatusBadRequest,
@@ -41,38 +26,6 @@ var statusOf = map[string]int{
 
 // statusClientClosed is logged (never seen) for requests whose client left.
 const statusClientClosed = 499
-
-// apiError is an answer that is not a success: the contract's code, the
-// detail a client reads, the fields at fault for a validation error, and
-// the cause, which goes to the log line and never to the client.
-type apiError struct {
-	code   string
-	detail string
-	fields []fieldError
-	cause  error
-}
-
-// Error is the detail and, for the log, the cause.
-func (e *apiError) Error() string {
-	if e.cause != nil {
-		return e.detail + ": " + e.cause.Error()
-	}
-	return e.detail
-}
-
-// Unwrap exposes the cause, so errors.Is and errors.As see through.
-func (e *apiError) Unwrap() error { return e.cause }
-
-// fieldError names one broken body or query rule.
-type fieldError struct {
-	Field   string `json:"field"`
-	Message string `json:"message"`
-}
-
-// validationError is a 422 naming every broken rule; its detail is the first.
-func validationError(fields ...fieldError) *apiError {
-	return &apiError{code: codeValidation, detail: fields[0].Message, fields: fields}
-}
 
 var (
 	errPayloadTooLarge = &apiError{code: codePayloadTooLarge, detail: "request body is larger than 1 MiB"}

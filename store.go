@@ -180,7 +180,7 @@ func openStore(ctx context.Context, db *sql.DB, opts storeOptions) (*Store, erro
 	})
 	s.changes.conflict = func(a, b changeRequest) bool { return a.id == b.id && a.userID == b.userID }
 	s.lists = newBatcher(s, "list", s.runLists, func(ctx context.Context, p *listPage) (struct{}, error) {
-		return struct{}{}, p.readAlone(ctx)
+		return struct{}{}, s.readPage(ctx, p)
 	})
 	reads := s.readStatements()
 	for _, st := range s.statements() {

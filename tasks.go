@@ -51,10 +51,10 @@ func (s *server) handleListTasks() http.Handler {
 			*buf = answer.body
 			putBuffer(buf)
 		}()
-		list := s.store.List(userID, filter)
+		list := newTaskList(userID, filter)
 		for done := false; !done; {
 			ctx, cancel := s.dbContext(r)
-			done, err = list.NextPage(ctx, answer)
+			done, err = s.store.NextPage(ctx, list, answer)
 			cancel()
 			if err == nil && !done {
 				err = answer.send(s.clientStall)
