@@ -41,23 +41,12 @@ func seedMaximalTasks(t *testing.T, dsn, userID string, count int) {
 }
 
 // startOwnProgram runs the real program on a database of its own, with
-// env's settings, and stops it with the test, which fails if it exits
-// with an error. It returns the program's base URL and the database's DSN.
+// env's settings, for the rest of the test. It returns the program's base
+// URL and the database's DSN.
 func startOwnProgram(t *testing.T, env map[string]string) (string, string) {
 	t.Helper()
-	dsn := createDatabase(t)
-	all := baseEnv(map[string]string{"DATABASE_URL": dsn, "RATE_LIMIT_RPS": "0"})
-	for k, v := range env {
-		all[k] = v
-	}
-	base, stop, done, logs := startProgram(t, all)
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("program: %v\n%s", err, logs)
-		}
-	})
-	return base, dsn
+	env["DATABASE_URL"], env["RATE_LIMIT_RPS"] = createDatabase(t), "0"
+	return serveProgram(t, baseEnv(env)).URL, env["DATABASE_URL"]
 }
 
 // stuckLister sends GET path for token on a connection of its own and

@@ -562,6 +562,21 @@ func listeningAddr(line string) string {
 	return "127.0.0.1:" + port
 }
 
+// serveProgram runs the real program with env for the rest of the test,
+// which fails if the program then stops with an error, and returns it as
+// a testServer (its logs included).
+func serveProgram(t *testing.T, env map[string]string) *testServer {
+	t.Helper()
+	base, stop, done, logs := startProgram(t, env)
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("program: %v\n%s", err, logs)
+		}
+	})
+	return &testServer{Server: &httptest.Server{URL: base}, logs: logs}
+}
+
 // startProgram is launchProgram for the test's own goroutine.
 func startProgram(t *testing.T, env map[string]string) (string, context.CancelFunc, <-chan error, *syncBuffer) {
 	t.Helper()
@@ -770,78 +785,6 @@ func openServerStore(t *testing.T, cfg config) *Store {
 	}
 	t.Cleanup(func() { db.Close() })
 	return newStore(t, db, 0)
-}
-
-// parseExposition checks text against the Prometheus text format's rules
-// and returns the samples by their full series name.
-func parseExposition(t *testing.T, text string) map[string]float64 {
-	t.Helper()
-	types := map[string]string{}
-	samples := map[string]float64{}
-	if !strings.HasSuffix(text, "\n") {
-		t.Fatal("exposition does not end with a newline")
-	}
-	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		where := fmt.Sprintf("line %d %q", n+1, line)
-		if strings.HasPrefix(line, "#") {
-			fields := strings.SplitN(line, " ", 4)
-			if len(fields) < 4 || (fields[1] != "HELP" && fields[1] != "TYPE") || !metricNameRE.MatchString(fields[2]) {
-				t.Fatalf("%s: malformed comment", where)
-			}
-			if fields[1] == "TYPE" {
-				if _, dup := types[fields[2]]; dup {
-					t.Fatalf("%s: second TYPE for %s", where, fields[2])
-				}
-				switch fields[3] {
-				case "counter", "gauge", "histogram", "summary", "untyped":
-				default:
-					t.Fatalf("%s: unknown type", where)
-				}
-				types[fields[2]] = fields[3]
-			}
-			continue
-		}
-		series, value, ok := strings.Cut(line, " ")
-		if !ok {
-			t.Fatalf("%s: no value", where)
-		}
-		if _, err := strconv.ParseFloat(value, 64); err != nil && value != "+Inf" {
-			t.Fatalf("%s: value: %v", where, err)
-		}
-		name, labels := series, ""
-		if i := strings.IndexByte(series, '{'); i >= 0 {
-			if !strings.HasSuffix(series, "}") {
-				t.Fatalf("%s: unclosed labels", where)
-			}
-			name, labels = series[:i], series[i+1:len(series)-1]
-		}
-		if !metricNameRE.MatchString(name) {
-			t.Fatalf("%s: bad metric name", where)
-		}
-		for _, pair := range splitLabels(labels) {
-			if !metricLabelRE.MatchString(pair) {
-				t.Fatalf("%s: bad label %q", where, pair)
-			}
-		}
-		familyName := name
-		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-			if base := strings.TrimSuffix(name, suffix); base != name && types[base] == "histogram" {
-				familyName = base
-			}
-		}
-		if types[familyName] == "" {
-			t.Fatalf("%s: sample before its TYPE", where)
-		}
-		if types[familyName] == "counter" && !strings.HasSuffix(name, "_total") {
-			t.Errorf("%s: counter without _total", where)
-		}
-		f, _ := strconv.ParseFloat(value, 64)
-		if _, dup := samples[series]; dup {
-			t.Fatalf("%s: duplicate series", where)
-		}
-		samples[series] = f
-	}
-	return samples
 }
 
 // userPath is the path-scoped shape of a /api/tasks... path for userID.

@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -128,4 +130,107 @@ func TestMetricsOnlyOnTheirOwnListener(t *testing.T) {
 		t.Fatalf("metrics listener = %d %s", res.StatusCode, body)
 	}
 	parseExposition(t, string(body))
+}
+
+// parseExposition checks text against the Prometheus text format's rules
+// and returns the samples by their full series name.
+func parseExposition(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	types := map[string]string{}
+	samples := map[string]float64{}
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatal("exposition does not end with a newline")
+	}
+	for n, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		where := fmt.Sprintf("line %d %q", n+1, line)
+		if strings.HasPrefix(line, "#") {
+			fields := strings.SplitN(line, " ", 4)
+			if len(fields) < 4 || (fields[1] != "HELP" && fields[1] != "TYPE") || !metricNameRE.MatchString(fields[2]) {
+				t.Fatalf("%s: malformed comment", where)
+			}
+			if fields[1] == "TYPE" {
+				if _, dup := types[fields[2]]; dup {
+					t.Fatalf("%s: second TYPE for %s", where, fields[2])
+				}
+				switch fields[3] {
+				case "counter", "gauge", "histogram", "summary", "untyped":
+				default:
+					t.Fatalf("%s: unknown type", where)
+				}
+				types[fields[2]] = fields[3]
+			}
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			t.Fatalf("%s: no value", where)
+		}
+		if _, err := strconv.ParseFloat(value, 64); err != nil && value != "+Inf" {
+			t.Fatalf("%s: value: %v", where, err)
+		}
+		name, labels := series, ""
+		if i := strings.IndexByte(series, '{'); i >= 0 {
+			if !strings.HasSuffix(series, "}") {
+				t.Fatalf("%s: unclosed labels", where)
+			}
+			name, labels = series[:i], series[i+1:len(series)-1]
+		}
+		if !metricNameRE.MatchString(name) {
+			t.Fatalf("%s: bad metric name", where)
+		}
+		for _, pair := range splitLabels(labels) {
+			if !metricLabelRE.MatchString(pair) {
+				t.Fatalf("%s: bad label %q", where, pair)
+			}
+		}
+		familyName := name
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base := strings.TrimSuffix(name, suffix); base != name && types[base] == "histogram" {
+				familyName = base
+			}
+		}
+		if types[familyName] == "" {
+			t.Fatalf("%s: sample before its TYPE", where)
+		}
+		if types[familyName] == "counter" && !strings.HasSuffix(name, "_total") {
+			t.Errorf("%s: counter without _total", where)
+		}
+		f, _ := strconv.ParseFloat(value, 64)
+		if _, dup := samples[series]; dup {
+			t.Fatalf("%s: duplicate series", where)
+		}
+		samples[series] = f
+	}
+	return samples
+}
+
+// TestPathScopedMetricsAndRateLimit: path-scoped requests count under their
+// own route pattern and share the user's rate limit.
+func TestPathScopedMetricsAndRateLimit(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
+	stats := newMetrics(testStore)
+	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats))
+	srv := &testServer{Server: httptest.NewServer(handler), logs: &syncBuffer{}}
+	defer srv.Close()
+	user := newUser(t)
+	token := mustToken(t, user)
+	srv.request(t, "GET", userPath(user, ""), token, nil)
+	srv.request(t, "GET", "/api/tasks", token, nil)
+	res := srv.request(t, "GET", userPath(user, ""), token, nil)
+	wantError(t, res, http.StatusTooManyRequests, codeRateLimited)
+
+	rec := httptest.NewRecorder()
+	stats.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	samples := parseExposition(t, rec.Body.String())
+	for series, want := range map[string]float64{
+		`todo_http_requests_total{route="/api/{user_id}/tasks",method="GET",status="200"}`: 1,
+		`todo_http_requests_total{route="/api/tasks",method="GET",status="200"}`:           1,
+		`todo_http_requests_total{route="/api/{user_id}/tasks",method="GET",status="429"}`: 1,
+	} {
+		if got := samples[series]; got != want {
+			t.Errorf("%s = %v; want %v", series, got, want)
+		}
+	}
 }

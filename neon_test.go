@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -72,17 +73,11 @@ func neonEnv(dsn string, more ...string) map[string]string {
 	return env
 }
 
-// startNeonProgram runs the real program on dsn and stops it with the test.
+// startNeonProgram runs the real program on dsn for the rest of the test.
 func startNeonProgram(t *testing.T, dsn string, more ...string) (*testServer, *syncBuffer) {
 	t.Helper()
-	base, stop, done, logs := startProgram(t, neonEnv(dsn, more...))
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("program on %s: %v", redactPassword(dsn), err)
-		}
-	})
-	return &testServer{Server: &httptest.Server{URL: base}, logs: logs}, logs
+	srv := serveProgram(t, neonEnv(dsn, more...))
+	return srv, srv.logs
 }
 
 // runUntilExit runs the program on dsn, which must fail at start, and
@@ -424,13 +419,49 @@ func TestNeonPoolerThatCannotHoldPreparedStatements(t *testing.T) {
 			if url == "" {
 				t.Skip(stack.noOldPooler)
 			}
-			srv, logs := startNeonProgram(t, stack.verified(url))
+			srv, logs := startNeonProgram(t, stack.verified(url), "METRICS_ADDR", "127.0.0.1:0")
 			if n := strings.Count(logs.String(), "prepared statements: the path to PostgreSQL does not keep each connection's own"); n != 1 {
 				t.Errorf("%d log lines say the probe chose unnamed statements; want 1:\n%s", n, logs)
 			}
 			mixedLoadAgainstModel(t, srv, stack, 16, mixedLoadDuration(t))
+			// The load formed batches: shared statements ran unnamed too.
+			samples := parseExposition(t, metricsOf(t, logs))
+			shared := 0.0
+			for _, op := range []string{"get", "create", "change", "list"} {
+				shared += samples[`todo_db_batch_size_count{op="`+op+`"}`] - samples[`todo_db_batch_size_bucket{op="`+op+`",le="1"}`]
+			}
+			if shared == 0 {
+				t.Error("no statement was shared by several requests: the load formed no batches")
+			}
 		})
 	}
+}
+
+// metricsOf reads GET /metrics from the program whose logs say where its
+// metrics listener is.
+func metricsOf(t *testing.T, logs *syncBuffer) string {
+	t.Helper()
+	var addr string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var entry struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "metrics listening" {
+			_, port, _ := net.SplitHostPort(entry.Addr)
+			addr = "127.0.0.1:" + port
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics listener in the log:\n%s", logs)
+	}
+	res, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // mixedLoadDuration is how long mixedLoadAgainstModel runs: 3 s, or

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -189,37 +186,6 @@ func TestTasksPathKeepsItsMeaning(t *testing.T) {
 			method = "PATCH"
 		}
 		wantError(t, srv.request(t, method, p, other, map[string]any{"completed": true}), http.StatusNotFound, codeNotFound)
-	}
-}
-
-// TestPathScopedMetricsAndRateLimit: path-scoped requests count under their
-// own route pattern and share the user's rate limit.
-func TestPathScopedMetricsAndRateLimit(t *testing.T) {
-	t.Parallel()
-	cfg := testConfig()
-	cfg.rateLimitRPS, cfg.rateLimitBurst = 0.001, 2
-	stats := newMetrics(testStore)
-	handler := handlerOf(newServer(slog.New(slog.NewJSONHandler(io.Discard, nil)), testStore, newHS256Verifier(cfg.tokens.secret, "", "", ""), cfg, stats))
-	srv := &testServer{Server: httptest.NewServer(handler), logs: &syncBuffer{}}
-	defer srv.Close()
-	user := newUser(t)
-	token := mustToken(t, user)
-	srv.request(t, "GET", userPath(user, ""), token, nil)
-	srv.request(t, "GET", "/api/tasks", token, nil)
-	res := srv.request(t, "GET", userPath(user, ""), token, nil)
-	wantError(t, res, http.StatusTooManyRequests, codeRateLimited)
-
-	rec := httptest.NewRecorder()
-	stats.handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	samples := parseExposition(t, rec.Body.String())
-	for series, want := range map[string]float64{
-		`todo_http_requests_total{route="/api/{user_id}/tasks",method="GET",status="200"}`: 1,
-		`todo_http_requests_total{route="/api/tasks",method="GET",status="200"}`:           1,
-		`todo_http_requests_total{route="/api/{user_id}/tasks",method="GET",status="429"}`: 1,
-	} {
-		if got := samples[series]; got != want {
-			t.Errorf("%s = %v; want %v", series, got, want)
-		}
 	}
 }
 

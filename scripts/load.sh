@@ -28,9 +28,15 @@
 # the p99 of all of them beside; interleaved over LOAD_ROUNDS rounds,
 # medians, like the rest.
 #
+# Far-database mode: with LOAD_FAR_DB=MS, both servers reach PostgreSQL
+# over TCP through Toxiproxy (installed into the same cache as vegeta),
+# with MS milliseconds of latency each way: about what a VM sees to a
+# Neon endpoint in its region at 1. pgbench's ceilings stay local.
+#
 # Settings: LOAD_DURATION (seconds per run, 10), LOAD_ROUNDS (3),
 # LOAD_SCALE (1; 0 skips the 1,000,000-row check), LOAD_PORT (18282),
-# PEER (unset).
+# LOAD_FAR_DB (unset), LOAD_SERVER_ENV ("NAME=value ..." for our server
+# only, e.g. DB_BATCH_MAX=1), PEER (unset).
 # Exits 1 when a target is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +61,7 @@ cleanup() {
 	stop_server "$server_pid"
 	stop_server "$scale_pid"
 	stop_server "${peer_pid:-}"
+	stop_server "${toxiproxy_pid:-}"
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -66,8 +73,40 @@ pg_init "$tmp/data" "$tmp/sock"
 # scale check's 1,000,000 rows with their indexes (printed there); a
 # database serving that much is sized to hold it, and 512 MB is well under
 # the quarter of RAM PostgreSQL's documentation suggests on this machine.
-printf 'max_connections = 200\nshared_buffers = 512MB\n' | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
+# Its own port, which psql, createdb and pgbench take from PGPORT; TCP on
+# the loopback only for the far-database mode's proxy.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+	done
+}
+export PGPORT=$(free_port)
+printf 'max_connections = 200\nshared_buffers = 512MB\nport = %s\n' "$PGPORT" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
+if [ -n "${LOAD_FAR_DB:-}" ]; then echo "listen_addresses = '127.0.0.1'" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null; fi
 pg_start "$tmp/data"
+# db_url DATABASE: how the servers reach it: the socket, or the proxy.
+db_url() { echo "host=$tmp/sock port=$PGPORT user=todo dbname=$1 sslmode=disable"; }
+if [ -n "${LOAD_FAR_DB:-}" ]; then
+	toxiproxy=${XDG_CACHE_HOME:-$HOME/.cache}/todo-backend/bin/toxiproxy-server
+	if [ ! -x "$toxiproxy" ]; then
+		echo "== installing Toxiproxy into $(dirname "$toxiproxy")"
+		GOBIN=$(dirname "$toxiproxy") GOFLAGS= go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0
+		mv "$(dirname "$toxiproxy")/server" "$toxiproxy"
+	fi
+	api_port=$(free_port) proxy_port=$(free_port)
+	"$toxiproxy" -host 127.0.0.1 -port "$api_port" >"$tmp/toxiproxy.log" 2>&1 &
+	toxiproxy_pid=$!
+	for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$api_port/version" >/dev/null && break; sleep 0.1; done
+	curl -fs -X POST "http://127.0.0.1:$api_port/proxies" -d "{\"name\":\"pg\",\"listen\":\"127.0.0.1:$proxy_port\",\"upstream\":\"127.0.0.1:$PGPORT\"}" >/dev/null
+	for stream in upstream downstream; do
+		curl -fs -X POST "http://127.0.0.1:$api_port/proxies/pg/toxics" \
+			-d "{\"type\":\"latency\",\"stream\":\"$stream\",\"attributes\":{\"latency\":$LOAD_FAR_DB}}" >/dev/null
+	done
+	echo "== far database: both servers reach PostgreSQL through Toxiproxy, ${LOAD_FAR_DB} ms each way"
+	db_url() { echo "host=127.0.0.1 port=$proxy_port user=todo dbname=$1 sslmode=disable"; }
+fi
 "$bin/createdb" -h "$tmp/sock" -U todo todo
 psql_db() { # psql_db DATABASE ARGS...
 	local db=$1
@@ -75,7 +114,7 @@ psql_db() { # psql_db DATABASE ARGS...
 	"$bin/psql" -h "$tmp/sock" -U todo -d "$db" -v ON_ERROR_STOP=1 -qtA "$@"
 }
 psql_todo() { psql_db todo "$@"; }
-psql_todo -f schema.sql >/dev/null
+PGOPTIONS="-c client_min_messages=warning" psql_todo -f schema.sql >/dev/null
 CGO_ENABLED=0 go build -trimpath -o "$tmp/todo-backend" .
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -101,8 +140,8 @@ reset() {
 
 # start_server DATABASE PORT: sets started_pid
 start_server() {
-	DATABASE_URL="host=$tmp/sock user=todo dbname=$1 sslmode=disable" BETTER_AUTH_SECRET=$secret \
-		PORT=$2 LOG_LEVEL=warn RATE_LIMIT_RPS=0 "$tmp/todo-backend" 2>>"$tmp/server.log" &
+	env DATABASE_URL="$(db_url "$1")" BETTER_AUTH_SECRET=$secret \
+		PORT=$2 LOG_LEVEL=warn RATE_LIMIT_RPS=0 ${LOAD_SERVER_ENV:-} "$tmp/todo-backend" 2>>"$tmp/server.log" &
 	started_pid=$!
 	wait_ready "http://127.0.0.1:$2" "$started_pid" "$tmp/server.log" || exit 1
 }
@@ -174,7 +213,7 @@ peer_pid=
 peer_base=http://127.0.0.1:$((port + 2))
 if [ -n "${PEER:-}" ]; then
 	"$bin/createdb" -h "$tmp/sock" -U todo peer
-	DATABASE_URL="host=$tmp/sock user=todo dbname=peer sslmode=disable" BETTER_AUTH_SECRET=$secret \
+	DATABASE_URL="$(db_url peer)" BETTER_AUTH_SECRET=$secret \
 		PORT=$((port + 2)) LOG_LEVEL=warn sh -c "exec $PEER" 2>>"$tmp/peer.log" &
 	peer_pid=$!
 	wait_ready "$peer_base" "$peer_pid" "$tmp/peer.log" || exit 1
@@ -353,7 +392,7 @@ if [ "$scale" = 1 ]; then
 	echo "   this one, so the shared machine's drift hits both alike. Both lists ask"
 	echo "   ?limit=50: the same 50 tasks per answer, only the table's size differs."
 	"$bin/createdb" -h "$tmp/sock" -U todo todo_scale
-	psql_db todo_scale -f schema.sql >/dev/null
+	PGOPTIONS="-c client_min_messages=warning" psql_db todo_scale -f schema.sql >/dev/null
 	seed todo_scale 10000 100 "$tmp/tokens.scale"
 	echo "   tasks at 1,000,000 rows, with its indexes: $(psql_db todo_scale -c "SELECT pg_size_pretty(pg_total_relation_size('tasks'))") (shared_buffers $(psql_db todo_scale -c 'SHOW shared_buffers'))"
 	start_server todo_scale $((port + 1))
