@@ -196,9 +196,10 @@ type listPage struct {
 	want   int64 // tasks this page may hand out
 	rows   int64 // rows the statement gave
 	handed int64
-	last   *listCursor // the last row taken, handed out or skipped as seen
-	ids    []int64     // handed out, for a title-ordered list's seen
-	ended  bool        // the page ended before the statement did: full, or want reached
+	last   listCursor // the last row taken, handed out or skipped as seen
+	moved  bool       // some row was taken: last holds it
+	ids    []int64    // handed out, for a title-ordered list's seen
+	ended  bool       // the page ended before the statement did: full, or want reached
 }
 
 // limit is the LIMIT the page's statement asks for: one row more than it
@@ -208,7 +209,7 @@ func (p *listPage) limit() int64 { return p.want + 1 }
 // restart forgets what an earlier reading of the page handed out.
 func (p *listPage) restart() {
 	p.out.dropPage()
-	p.rows, p.handed, p.last, p.ids, p.ended = 0, 0, nil, p.ids[:0], false
+	p.rows, p.handed, p.moved, p.ids, p.ended = 0, 0, false, p.ids[:0], false
 }
 
 // take is one row of the page's statement.
@@ -221,7 +222,7 @@ func (p *listPage) take(t *Task) {
 		p.ended = true // the extra row: there is more
 		return
 	}
-	p.last = &listCursor{id: t.ID, createdAt: t.CreatedAt}
+	p.last.id, p.last.createdAt, p.moved = t.ID, t.CreatedAt, true
 	if p.filter.order.byTitle {
 		p.last.title = t.Title
 	}
@@ -240,8 +241,9 @@ func (p *listPage) take(t *Task) {
 // advance moves the list past page p and reports whether it is finished.
 func (l *TaskList) advance(p *listPage) bool {
 	l.left -= p.handed
-	if p.last != nil {
-		l.after = p.last
+	if p.moved {
+		last := p.last
+		l.after = &last
 	}
 	finished := l.left == 0 || (!p.ended && p.rows < p.limit())
 	if finished {
