@@ -127,7 +127,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return config{}, fmt.Errorf("PORT must be a TCP port number from 0 to 65535, got %q", port)
 	}
-	cfg.addr = ":" + port
+	// LISTEN_ADDR: the one address to listen on; empty, every interface.
+	host := getenv("LISTEN_ADDR")
+	if host != "" && (strings.ContainsAny(host, ":/ ") && net.ParseIP(host) == nil) {
+		return config{}, fmt.Errorf("LISTEN_ADDR must be an IP address or a host name such as 127.0.0.1, ::1 or localhost (the port is PORT), got %q", host)
+	}
+	cfg.addr = net.JoinHostPort(host, port)
 
 	origins := getenv("CORS_ORIGINS")
 	if origins == "" {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,60 @@ func TestLoadConfigDefaultsAndAliases(t *testing.T) {
 	for _, level := range []string{"debug", "error"} {
 		if _, err := loadConfig(envFrom(map[string]string{"DATABASE_URL": "x", "BETTER_AUTH_SECRET": testSecret, "LOG_LEVEL": level})); err != nil {
 			t.Errorf("LOG_LEVEL=%s: %v", level, err)
+		}
+	}
+}
+
+// TestEnvExampleDefaults: every setting deploy/env.example lists as a
+// default gives the same configuration set as left out.
+func TestEnvExampleDefaults(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("deploy/env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{"DATABASE_URL": "host=db", "BETTER_AUTH_SECRET": testSecret}
+	want, err := loadConfig(envFrom(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, defaults, found := strings.Cut(string(data), "# Every other setting, at its default")
+	if !found {
+		t.Fatal("deploy/env.example has no list of defaults")
+	}
+	checked := 0
+	for _, line := range strings.Split(defaults, "\n") {
+		name, value, ok := strings.Cut(strings.TrimPrefix(line, "# "), "=")
+		if !ok || strings.ContainsAny(name, " :(") {
+			continue
+		}
+		env := map[string]string{name: value}
+		for k, v := range base {
+			env[k] = v
+		}
+		got, err := loadConfig(envFrom(env))
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("deploy/env.example: %s=%s is not the default (%v)", name, value, err)
+		}
+		checked++
+	}
+	if checked < 10 {
+		t.Errorf("checked %d defaults; deploy/env.example lists more", checked)
+	}
+}
+
+// TestListenAddr: LISTEN_ADDR binds one address; unset, every interface.
+func TestListenAddr(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{"": ":8000", "127.0.0.1": "127.0.0.1:8000", "::1": "[::1]:8000", "localhost": "localhost:8000"} {
+		cfg, err := loadConfig(envFrom(map[string]string{"DATABASE_URL": "host=db", "BETTER_AUTH_SECRET": testSecret, "LISTEN_ADDR": value}))
+		if err != nil || cfg.addr != want {
+			t.Errorf("LISTEN_ADDR=%q: addr %q, %v; want %q", value, cfg.addr, err, want)
+		}
+	}
+	for _, bad := range []string{"127.0.0.1:80", "http://x", "a b"} {
+		if _, err := loadConfig(envFrom(map[string]string{"DATABASE_URL": "host=db", "BETTER_AUTH_SECRET": testSecret, "LISTEN_ADDR": bad})); err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") {
+			t.Errorf("LISTEN_ADDR=%q: %v; want an error naming LISTEN_ADDR", bad, err)
 		}
 	}
 }

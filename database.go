@@ -348,6 +348,28 @@ func (st *statement) inTx(ctx context.Context, tx *sql.Tx) *statement {
 	return &statement{query: st.query, conn: tx, read: st.read}
 }
 
+// warnIfFewSlots logs one warning when PostgreSQL has fewer connection
+// slots free than this instance's pool may open (DB_MAX_CONNS): every
+// instance's pool, and every other client, must fit max_connections less
+// the reserved slots, or a pooler must stand in front. Not knowing is no
+// reason to stop: a failed look is logged at debug.
+func warnIfFewSlots(ctx context.Context, db *sql.DB, maxConns int, logger *slog.Logger) {
+	var free int
+	err := db.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
+	    - current_setting('superuser_reserved_connections')::int
+	    - coalesce(current_setting('reserved_connections', true)::int, 0)
+	    - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&free)
+	if err != nil {
+		logger.Debug("could not count PostgreSQL's free connection slots", "error", err.Error())
+		return
+	}
+	free += db.Stats().OpenConnections // this pool's own are its to reuse
+	if free < maxConns {
+		logger.Warn("PostgreSQL has fewer free connection slots than DB_MAX_CONNS: instances x DB_MAX_CONNS must fit max_connections less its reserved slots, or put a pooler in front",
+			"free_slots", free, "DB_MAX_CONNS", maxConns)
+	}
+}
+
 // applySchema makes the database match schema.sql. CREATE ... IF NOT EXISTS
 // alone races when two instances start together, hence the lock.
 func applySchema(ctx context.Context, db *sql.DB) error {

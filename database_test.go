@@ -487,3 +487,16 @@ func TestClientGoneCancelsQuery(t *testing.T) {
 		t.Fatalf("title = %q after a cancelled PUT; want it unchanged", got.Title)
 	}
 }
+
+// TestConnectionBudgetWarning: at start, one warning line when PostgreSQL
+// has fewer free slots than DB_MAX_CONNS; none when it has enough.
+func TestConnectionBudgetWarning(t *testing.T) {
+	t.Parallel()
+	const warning = "fewer free connection slots than DB_MAX_CONNS"
+	for conns, want := range map[string]int{"4": 0, "1000": 1} {
+		srv := serveProgram(t, baseEnv(map[string]string{"DB_MAX_CONNS": conns}))
+		if n := strings.Count(srv.logs.String(), warning); n != want {
+			t.Errorf("DB_MAX_CONNS=%s: %d warnings; want %d:\n%s", conns, n, want, srv.logs)
+		}
+	}
+}

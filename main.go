@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer db.Close()
+	warnIfFewSlots(ctx, db, cfg.dbMaxConns, logger)
 	if err := applySchema(ctx, db); err != nil {
 		return err
 	}

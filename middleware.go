@@ -281,7 +281,8 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 			s.countRequest(r, info, status, time.Since(start))
 		}
 		level := slog.LevelInfo
-		if status >= 500 && status != statusClientClosed {
+		// A /readyz 503 while draining is the drain working, not a fault.
+		if status >= 500 && status != statusClientClosed && !(s.draining.Load() && info.route == "/readyz") {
 			level = slog.LevelError
 		}
 		if !s.logger.Enabled(r.Context(), level) {

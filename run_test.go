@@ -153,7 +153,7 @@ func TestRunFailsFastOnWrongDatabase(t *testing.T) {
 // while the API still answers, each answer with Connection: close.
 func TestDrainHasALameDuckPeriod(t *testing.T) {
 	t.Parallel()
-	base, stop, done, _ := startProgram(t, baseEnv(map[string]string{"SHUTDOWN_LAME_DUCK": "3s"}))
+	base, stop, done, logs := startProgram(t, baseEnv(map[string]string{"SHUTDOWN_LAME_DUCK": "3s"}))
 	srv := &testServer{Server: &httptest.Server{URL: base}}
 	token := mustToken(t, newUser(t))
 	if res := srv.request(t, "GET", "/readyz", "", nil); res.status != http.StatusOK || res.close {
@@ -180,5 +180,14 @@ func TestDrainHasALameDuckPeriod(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("run after the drain: %v", err)
+	}
+	// The drain's own 503s are the drain working: info, not errors.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"path":"/readyz","status":503`) && !strings.Contains(line, `"level":"INFO"`) {
+			t.Errorf("a /readyz 503 while draining logged as %s", line)
+		}
+	}
+	if !strings.Contains(logs.String(), `"path":"/readyz","status":503`) {
+		t.Error("no /readyz 503 logged while draining")
 	}
 }
