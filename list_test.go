@@ -50,16 +50,20 @@ func startOwnProgram(t *testing.T, env map[string]string) (string, string) {
 }
 
 // stuckLister sends GET path for token on a connection of its own and
-// reads nothing of the answer; with small, its receive buffer is small.
+// reads nothing of the answer. Its receive buffer is fixed (the kernel
+// would grow it to tens of megabytes): 4 KiB with small, else 256 KiB,
+// which a client reading on afterwards empties quickly.
 func stuckLister(t *testing.T, base, path, token string, small bool) net.Conn {
 	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	buffer := 256 << 10
 	if small {
-		c.(*net.TCPConn).SetReadBuffer(4096)
+		buffer = 4096
 	}
+	c.(*net.TCPConn).SetReadBuffer(buffer)
 	t.Cleanup(func() { c.Close() })
 	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, token); err != nil {
 		t.Fatal(err)
@@ -216,7 +220,7 @@ func TestStalledClientIsCut(t *testing.T) {
 	t.Parallel()
 	base, dsn := startOwnProgram(t, map[string]string{"CLIENT_STALL_TIMEOUT": "1s"})
 	user := newUser(t)
-	seedMaximalTasks(t, dsn, user, 400) // 24 MB: more than the sockets' buffers hold
+	seedMaximalTasks(t, dsn, user, 200) // 12 MB: more than the sockets' buffers hold
 	c := stuckLister(t, base, "/api/tasks", mustToken(t, user), false)
 	time.Sleep(2 * time.Second)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
