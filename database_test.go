@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -498,5 +499,61 @@ func TestConnectionBudgetWarning(t *testing.T) {
 		if n := strings.Count(srv.logs.String(), warning); n != want {
 			t.Errorf("DB_MAX_CONNS=%s: %d warnings; want %d:\n%s", conns, n, want, srv.logs)
 		}
+	}
+}
+
+// TestLostPreparedStatementIsA503: should the path to PostgreSQL stop
+// keeping prepared statements after start (here, DEALLOCATE ALL on the
+// store's one connection), a request that meets a lost statement is a
+// 503, never a 500, and one log line says what to do.
+func TestLostPreparedStatementIsA503(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	db := openPool(t)
+	store := newStore(t, db, 1, func(o *storeOptions) { o.logger = slog.New(slog.NewJSONHandler(logs, nil)) })
+	ctx := context.Background()
+	if _, err := store.GetTask(ctx, "lost-statements", 1); !errors.Is(err, errNotFound) {
+		t.Fatalf("get before = %v; want errNotFound", err)
+	}
+	if _, err := db.ExecContext(ctx, "DEALLOCATE ALL"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		_, err := store.GetTask(ctx, "lost-statements", 1)
+		var apiErr *apiError
+		if !errors.As(err, &apiErr) || apiErr.code != codeUnavailable || !isPreparedStatementLost(err) {
+			t.Fatalf("get after the statements were lost = %v; want a 503 for a lost prepared statement", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "lost a prepared statement"); n != 1 {
+		t.Errorf("%d log lines about the lost statement; want 1:\n%s", n, logs)
+	}
+}
+
+// TestOpenStoreNamesTheStatementItCannotPrepare: on a database without
+// the schema, openStore fails with the first line of the statement.
+func TestOpenStoreNamesTheStatementItCannotPrepare(t *testing.T) {
+	t.Parallel()
+	_, db := openDatabase(t)
+	_, err := openStore(context.Background(), db, testStoreOptions())
+	if err == nil || !strings.Contains(err.Error(), `prepare "SELECT`) {
+		t.Fatalf("openStore without the schema = %v; want the statement it could not prepare", err)
+	}
+}
+
+// TestWaitGivenUpByTheClient: a request whose client leaves while it waits
+// for a connection gets its context's error, not a 503: nobody reads it.
+func TestWaitGivenUpByTheClient(t *testing.T) {
+	t.Parallel()
+	for _, batchMax := range []int{1, 32} {
+		store, release := heldStore(t, openPool(t), func(o *storeOptions) { o.batchMax = batchMax })
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(50*time.Millisecond, cancel)
+		_, err := store.GetTask(ctx, "gone-user", 1)
+		var apiErr *apiError
+		if !errors.Is(err, context.Canceled) || errors.As(err, &apiErr) {
+			t.Errorf("DB_BATCH_MAX=%d: a wait given up by its client = %v; want context.Canceled, no apiError", batchMax, err)
+		}
+		release()
 	}
 }

@@ -91,6 +91,7 @@ func TestListQueryDropsNothing(t *testing.T) {
 		{"status=complete%", "status"},
 		{"limit=1&limit=%zz", "limit"},
 		{"lim%zzit=1", "lim%zzit"},
+		{strings.Repeat("n", 100) + "%zz=1", strings.Repeat("n", 64) + "..."},
 		{"limit=1;limit=2", "query"},
 	} {
 		res := srv.request(t, "GET", "/api/tasks?"+c.query, token, nil)

@@ -41,12 +41,12 @@ func seedMaximalTasks(t *testing.T, dsn, userID string, count int) {
 }
 
 // startOwnProgram runs the real program on a database of its own, with
-// env's settings, for the rest of the test. It returns the program's base
-// URL and the database's DSN.
-func startOwnProgram(t *testing.T, env map[string]string) (string, string) {
+// env's settings, for the rest of the test. It returns the program and the
+// database's DSN.
+func startOwnProgram(t *testing.T, env map[string]string) (*testServer, string) {
 	t.Helper()
 	env["DATABASE_URL"], env["RATE_LIMIT_RPS"] = createDatabase(t), "0"
-	return serveProgram(t, baseEnv(env)).URL, env["DATABASE_URL"]
+	return serveProgram(t, baseEnv(env)), env["DATABASE_URL"]
 }
 
 // stuckLister sends GET path for token on a connection of its own and
@@ -145,7 +145,8 @@ func wantEachOnce(t *testing.T, tasks []taskJSON, count int) {
 // once: no list holds a connection while its client does not read.
 func TestNonReadingClientsCostOthersNothing(t *testing.T) {
 	t.Parallel()
-	base, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "4", "DB_TIMEOUT": "2s"})
+	program, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "4", "DB_TIMEOUT": "2s"})
+	base := program.URL
 	attacker := newUser(t)
 	seedMaximalTasks(t, dsn, attacker, 400)
 	for range 4 {
@@ -171,7 +172,8 @@ func TestNonReadingClientsCostOthersNothing(t *testing.T) {
 // several times DB_TIMEOUT to read arrives whole.
 func TestSlowReaderGetsALongListPastDBTimeout(t *testing.T) {
 	t.Parallel()
-	base, dsn := startOwnProgram(t, map[string]string{"DB_TIMEOUT": "500ms"})
+	program, dsn := startOwnProgram(t, map[string]string{"DB_TIMEOUT": "500ms"})
+	base := program.URL
 	user := newUser(t)
 	seedMaximalTasks(t, dsn, user, 100) // about 6 MB of JSON: 3 s at 2 MB/s
 	start := time.Now()
@@ -187,7 +189,8 @@ func TestSlowReaderGetsALongListPastDBTimeout(t *testing.T) {
 // whole, and none waits on another's client.
 func TestConcurrentLongLists(t *testing.T) {
 	t.Parallel()
-	base, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "2", "DB_TIMEOUT": "1s"})
+	program, dsn := startOwnProgram(t, map[string]string{"DB_MAX_CONNS": "2", "DB_TIMEOUT": "1s"})
+	base := program.URL
 	users := make([]string, 4)
 	for i := range users {
 		users[i] = newUser(t)
@@ -218,11 +221,18 @@ func TestConcurrentLongLists(t *testing.T) {
 // connection closed before the list is complete.
 func TestStalledClientIsCut(t *testing.T) {
 	t.Parallel()
-	base, dsn := startOwnProgram(t, map[string]string{"CLIENT_STALL_TIMEOUT": "1s"})
+	program, dsn := startOwnProgram(t, map[string]string{"CLIENT_STALL_TIMEOUT": "1s"})
 	user := newUser(t)
 	seedMaximalTasks(t, dsn, user, 200) // 12 MB: more than the sockets' buffers hold
-	c := stuckLister(t, base, "/api/tasks", mustToken(t, user), false)
-	time.Sleep(2 * time.Second)
+	c := stuckLister(t, program.URL, "/api/tasks", mustToken(t, user), false)
+	// However long the server takes to fill the sockets' buffers, the
+	// stall is measured from then: wait for the cut, not for a time.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(program.logs.String(), "the client stopped reading"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled client was not cut within 30 s:\n%s", program.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
@@ -230,10 +240,10 @@ func TestStalledClientIsCut(t *testing.T) {
 	}
 	n, err := io.Copy(io.Discard, res.Body)
 	if err == nil {
-		t.Fatalf("read a whole answer of %d bytes after stalling past CLIENT_STALL_TIMEOUT; want the connection cut", n)
+		t.Fatalf("read a whole answer of %d bytes after the server cut the stalled client", n)
 	}
 	if isTimeout(err) {
-		t.Fatalf("the connection was still open 10 s later, after %d bytes", n)
+		t.Fatalf("the connection was still open 10 s after the cut, after %d bytes", n)
 	}
 }
 
@@ -534,7 +544,8 @@ func serveListInProcess(cfg config, store *Store, token string, w http.ResponseW
 // still one valid JSON array; a short one is one write with its length.
 func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	t.Parallel()
-	token := mustToken(t, newUser(t))
+	user := newUser(t)
+	token := mustToken(t, user)
 	srv := newTestServer(t, testConfig(), testStore)
 	longest := strings.Repeat("d", maxDescriptionRunes)
 	mustCreate(t, srv, token, map[string]any{"title": "short"})
@@ -545,6 +556,16 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 	}
 	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
 		t.Errorf("a short list took %d writes, Content-Length %q; want 1 write with a length", rec.writes, rec.header.Get("Content-Length"))
+	}
+	// More rows than a first page reads, but well under a page of JSON:
+	// still one write with its length.
+	for i := range firstPageRows + 50 {
+		if _, err := testStore.CreateTask(context.Background(), user, taskInput{title: fmt.Sprint("small ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec := get(); rec.writes != 1 || rec.header.Get("Content-Length") == "" {
+		t.Errorf("a list of %d short tasks took %d writes, Content-Length %q; want 1 write with a length", firstPageRows+51, rec.writes, rec.header.Get("Content-Length"))
 	}
 	const tasks = 100 // about 1 MB
 	for i := 0; i < tasks; i++ {
@@ -558,8 +579,8 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 		t.Errorf("a %d-byte list went out in %d writes of at most %d bytes; want about %d-byte chunks", rec.body.Len(), rec.writes, rec.maxWrite, listPageBytes)
 	}
 	var list []taskJSON
-	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+1 {
-		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+1)
+	if err := json.Unmarshal(rec.body.Bytes(), &list); err != nil || len(list) != tasks+firstPageRows+51 {
+		t.Errorf("the streamed list is %d tasks, %v; want %d in one array", len(list), err, tasks+firstPageRows+51)
 	}
 }
 

@@ -689,10 +689,11 @@ func listThrough(ctx context.Context, store *Store, userID string, f listFilter)
 	list := newTaskList(userID, f)
 	for done := false; !done; {
 		var err error
+		answer.markPage()
 		if done, err = store.NextPage(ctx, list, answer); err != nil {
 			return "", err
 		}
-		if !done {
+		if !done && answer.full() {
 			if err := answer.send(time.Minute); err != nil {
 				return "", err
 			}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestRouting(t *testing.T) {
@@ -217,4 +218,32 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestClipCutsOnACharacter: a long logged value is cut at a character
+// boundary at most maxLoggedBytes in, its length noted.
+func TestClipCutsOnACharacter(t *testing.T) {
+	t.Parallel()
+	long := "a" + strings.Repeat("é", maxLoggedBytes)
+	got := clip(long)
+	head, _, _ := strings.Cut(got, "...(")
+	if !utf8.ValidString(got) || len(head) > maxLoggedBytes || !strings.HasSuffix(got, fmt.Sprintf("(%d bytes)", len(long))) {
+		t.Errorf("clip gave %q", got)
+	}
+	if clip("short") != "short" {
+		t.Error("clip changed a short value")
+	}
+}
+
+// TestHandlerWithoutAuthIsA500: a task handler reached without
+// requireAuth in front of it is a wiring bug, answered 500, never served
+// for an empty user.
+func TestHandlerWithoutAuthIsA500(t *testing.T) {
+	t.Parallel()
+	s := &server{logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	rec := httptest.NewRecorder()
+	s.handleListTasks().ServeHTTP(rec, httptest.NewRequest("GET", "/api/tasks", nil))
+	if rec.Code != http.StatusInternalServerError {
+		t.Errorf("status %d; want 500", rec.Code)
+	}
 }

@@ -54,9 +54,10 @@ func (s *server) handleListTasks() http.Handler {
 		list := newTaskList(userID, filter)
 		for done := false; !done; {
 			ctx, cancel := s.dbContext(r)
+			answer.markPage()
 			done, err = s.store.NextPage(ctx, list, answer)
 			cancel()
-			if err == nil && !done {
+			if err == nil && !done && answer.full() {
 				err = answer.send(s.clientStall)
 			}
 			if err != nil && !answer.streaming {
@@ -94,18 +95,18 @@ func (s *server) cutList(r *http.Request, err error) {
 }
 
 // listAnswer is a list's JSON array as the store hands it tasks, a
-// taskSink: a page at a time, sent with send.
+// taskSink: built until it holds about listPageBytes, then sent.
 type listAnswer struct {
 	w         http.ResponseWriter
 	body      []byte // what is not sent yet
 	tasks     int
 	streaming bool // the status line and a first page are out
-	// Where the current page began, for dropPage.
+	// Where the current page began (markPage), for dropPage.
 	pageStart, pageTasks int
 }
 
 func newListAnswer(w http.ResponseWriter, buf []byte) *listAnswer {
-	return &listAnswer{w: w, body: append(buf, '['), pageStart: 1}
+	return &listAnswer{w: w, body: append(buf, '[')}
 }
 
 func (a *listAnswer) add(t *Task) (full bool) {
@@ -114,8 +115,14 @@ func (a *listAnswer) add(t *Task) (full bool) {
 	}
 	a.tasks++
 	a.body = t.appendJSON(a.body)
-	return len(a.body) >= listPageBytes
+	return a.full()
 }
+
+// full reports that what is built is due to be sent.
+func (a *listAnswer) full() bool { return len(a.body) >= listPageBytes }
+
+// markPage notes where the next page begins.
+func (a *listAnswer) markPage() { a.pageStart, a.pageTasks = len(a.body), a.tasks }
 
 func (a *listAnswer) dropPage() {
 	a.body, a.tasks = a.body[:a.pageStart], a.pageTasks
@@ -139,7 +146,6 @@ func (a *listAnswer) send(stall time.Duration) error {
 		return &clientWriteError{err}
 	}
 	a.body = a.body[:0]
-	a.pageStart, a.pageTasks = 0, a.tasks
 	return nil
 }
 
@@ -147,7 +153,6 @@ func (a *listAnswer) send(stall time.Duration) error {
 type clientWriteError struct{ err error }
 
 func (e *clientWriteError) Error() string { return "write to client: " + e.err.Error() }
-func (e *clientWriteError) Unwrap() error { return e.err }
 
 func (s *server) handleCreateTask() http.Handler {
 	return forUser(func(w http.ResponseWriter, r *http.Request, userID string) error {

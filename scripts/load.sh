@@ -75,13 +75,6 @@ pg_init "$tmp/data" "$tmp/sock"
 # the quarter of RAM PostgreSQL's documentation suggests on this machine.
 # Its own port, which psql, createdb and pgbench take from PGPORT; TCP on
 # the loopback only for the far-database mode's proxy.
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-	done
-}
 export PGPORT=$(free_port)
 printf 'max_connections = 200\nshared_buffers = 512MB\nport = %s\n' "$PGPORT" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
 if [ -n "${LOAD_FAR_DB:-}" ]; then echo "listen_addresses = '127.0.0.1'" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null; fi

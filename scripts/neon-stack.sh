@@ -65,15 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# free_port: a TCP port nothing listens on now.
-free_port() {
-	local port
-	while :; do
-		port=$((20000 + RANDOM % 20000))
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
-	done
-}
-
 # The certificates: a CA, the server's (for localhost and 127.0.0.1), and
 # a CA that signed nothing here.
 tls=$tmp/tls

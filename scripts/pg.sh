@@ -118,3 +118,12 @@ dev_paths() {
 		dev_data=/var/tmp/todo-backend-dev-$key
 	fi
 }
+
+# free_port: a TCP port nothing listens on now.
+free_port() {
+	local port
+	while :; do
+		port=$((20000 + RANDOM % 20000))
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+	done
+}
