@@ -25,6 +25,8 @@ chmod 755 "$tmp"
 server_pid=
 cleanup() {
 	stop_server "$server_pid"
+	stop_server "${haproxy_pid:-}"
+	for pid in "${instance_pids[@]:-}"; do stop_server "$pid"; done
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
 }
@@ -192,9 +194,73 @@ for round in $(seq 1 "$rounds"); do
 	if [ "$round_status" != 0 ] || [ "$server_status" != 0 ]; then keepalive_failed=$((keepalive_failed + 1)); fi
 done
 
-if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ] && [ "$keepalive_failed" = 0 ]; then
+# 4. rolling restart behind a load balancer: three instances on one
+# database behind haproxy with deploy/haproxy.cfg (only its ports
+# changed), 32 users on keep-alive connections through it (creates,
+# lists, gets, updates: scripts/rolling-load.py); each instance in turn
+# is SIGTERMed, kept down for 5 s and started again. Every request must
+# succeed, every instance must exit 0, and the database must hold every
+# acknowledged write as acknowledged.
+if ! command -v haproxy >/dev/null; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "haproxy is needed: apt-get install haproxy" >&2
+		exit 1
+	fi
+	echo "== installing haproxy"
+	apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+fi
+echo "== rolling restart: 3 instances behind $(haproxy -v | head -1 | cut -d' ' -f1-3) (deploy/haproxy.cfg), each SIGTERMed, down 5 s, started again"
+declare -a instance_ports instance_pids
+lb_port=$(free_port)
+for i in 1 2 3; do instance_ports[i]=$(free_port); done
+sed -e "s/^    bind :8080$/    bind 127.0.0.1:$lb_port/" \
+	-e "s/127\.0\.0\.1:8001/127.0.0.1:${instance_ports[1]}/" \
+	-e "s/127\.0\.0\.1:8002/127.0.0.1:${instance_ports[2]}/" \
+	-e "s/127\.0\.0\.1:8003/127.0.0.1:${instance_ports[3]}/" deploy/haproxy.cfg >"$tmp/haproxy.cfg"
+start_instance() { # start_instance I: instance I on its port, with every default
+	PORT=${instance_ports[$1]} "$tmp/todo-backend" 2>>"$tmp/instance-$1.log" &
+	instance_pids[$1]=$!
+	wait_ready "http://127.0.0.1:${instance_ports[$1]}" "${instance_pids[$1]}" "$tmp/instance-$1.log" || exit 1
+}
+for i in 1 2 3; do start_instance "$i"; done
+haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+haproxy_pid=$!
+wait_ready "http://127.0.0.1:$lb_port" "$haproxy_pid" "$tmp/haproxy.log" || exit 1
+for i in $(seq 1 32); do "$tmp/todo-backend" token -ttl 1h "rolling-user-$i"; done >"$tmp/rolling-tokens"
+python3 scripts/rolling-load.py "http://127.0.0.1:$lb_port" "$tmp/rolling-tokens" "$tmp/rolling-stop" "$tmp/rolling-acked" >"$tmp/rolling.out" &
+load_pid=$!
+sleep 3
+instances_failed=0
+for i in 1 2 3; do
+	kill -TERM "${instance_pids[$i]}"
+	status=0
+	wait "${instance_pids[$i]}" || status=$?
+	if [ "$status" != 0 ]; then instances_failed=$((instances_failed + 1)); fi
+	sleep 5
+	start_instance "$i"
+	sleep 2 # rise 2 x inter 250ms, with room
+	echo "  instance $i: exit $status after SIGTERM, down 5 s, started again"
+done
+sleep 2
+touch "$tmp/rolling-stop"
+load_status=0
+wait "$load_pid" || load_status=$?
+sed 's/^/  /' "$tmp/rolling.out"
+kill "$haproxy_pid" 2>/dev/null || true
+wait "$haproxy_pid" 2>/dev/null || true
+for i in 1 2 3; do stop_server "${instance_pids[$i]}"; done
+# The last acknowledged write of each task is what the database holds.
+rolling_lost=$(psql_todo -c "CREATE TEMP TABLE acked (seq int, who int, id bigint, title text)" \
+	-c "\\copy acked FROM '$tmp/rolling-acked'" \
+	-c "SELECT count(*) FROM (SELECT DISTINCT ON (id) id, title FROM acked ORDER BY id, seq DESC) AS a
+	    LEFT JOIN tasks t ON t.id = a.id AND t.title = a.title WHERE t.id IS NULL" | tail -1)
+echo "  acknowledged writes missing or altered in the database: $rolling_lost"
+
+if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ] &&
+	[ "$keepalive_failed" = 0 ] && [ "$load_status" = 0 ] && [ "$instances_failed" = 0 ] && [ "$rolling_lost" = 0 ]; then
 	echo "faults: PASS (0 lost writes, 0 failed requests)"
 else
-	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed)" >&2
+	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed, rolling restart: load exit $load_status, instances failed $instances_failed, writes lost $rolling_lost)" >&2
 	exit 1
 fi
