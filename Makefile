@@ -3,7 +3,7 @@
 BINARY  := bin/todo-backend
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: run clean-dev test test-dev build vet fmt ci clean faults bench load
+.PHONY: run clean-dev test test-dev build vet fmt ci clean faults bench load image
 
 run: ## local PostgreSQL (in .dev/, or under /var/tmp) and the server on :8000
 	@bash scripts/dev.sh
@@ -32,8 +32,11 @@ ci: ## what CI runs
 clean:
 	rm -rf bin
 
-faults: ## SIGKILL PostgreSQL and SIGTERM the server under load; count lost writes
+faults: ## SIGKILL PostgreSQL, SIGTERM the server, restart instances behind haproxy, run the image; count lost writes
 	@bash scripts/faults.sh
+
+image: ## the container image from Containerfile, with podman
+	@bash scripts/image.sh
 
 bench: ## Go benchmarks over a throwaway PostgreSQL
 	@bash scripts/bench.sh

@@ -26,6 +26,7 @@ server_pid=
 cleanup() {
 	stop_server "$server_pid"
 	stop_server "${haproxy_pid:-}"
+	if [ -n "${image_container:-}" ]; then podman rm -f "$image_container" >/dev/null 2>&1 || true; fi
 	for pid in "${instance_pids[@]:-}"; do stop_server "$pid"; done
 	pg_stop "$tmp/data"
 	rm -rf "$tmp"
@@ -257,10 +258,38 @@ rolling_lost=$(psql_todo -c "CREATE TEMP TABLE acked (seq int, who int, id bigin
 	    LEFT JOIN tasks t ON t.id = a.id AND t.title = a.title WHERE t.id IS NULL" | tail -1)
 echo "  acknowledged writes missing or altered in the database: $rolling_lost"
 
+# 5. the container image (make image) against this PostgreSQL: /readyz,
+# a create, and SIGTERM (podman stop) draining to exit 0. This machine
+# needs runc (podman's default crun fails here) and ulimits within its own
+# (podman's defaults are higher than the sandbox allows).
+echo "== container image: make image, run against this PostgreSQL, podman stop"
+image=$(bash scripts/image.sh)
+image_container=todo-faults-$$
+image_port=$(free_port)
+podman --runtime runc run -d --name "$image_container" --network host \
+	--ulimit nofile=20000:20000 --ulimit nproc=4096:4096 -v "$tmp/sock:/sock" \
+	-e DATABASE_URL="host=/sock user=todo dbname=todo sslmode=disable" -e BETTER_AUTH_SECRET -e PORT="$image_port" \
+	todo-backend:latest >/dev/null
+image_ok=0
+for _ in $(seq 1 100); do
+	curl -fs "http://127.0.0.1:$image_port/readyz" >/dev/null 2>&1 && image_ok=1 && break
+	sleep 0.1
+done
+image_create=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${tokens[1]}" -H 'Content-Type: application/json' \
+	-d '{"title":"from the image"}' "http://127.0.0.1:$image_port/api/tasks" || true)
+podman stop -t 20 "$image_container" >/dev/null
+image_exit=$(podman inspect --format '{{.State.ExitCode}}' "$image_container")
+image_stopped=$(podman logs "$image_container" 2>&1 | grep -c '"msg":"stopped"' || true)
+podman rm "$image_container" >/dev/null
+image_container=
+echo "  $image: /readyz $([ "$image_ok" = 1 ] && echo 200 || echo 'never 200'), create $image_create, exit $image_exit after podman stop, drained: $image_stopped"
+image_passed=0
+if [ "$image_ok" = 1 ] && [ "$image_create" = 201 ] && [ "$image_exit" = 0 ] && [ "$image_stopped" = 1 ]; then image_passed=1; fi
+
 if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ] &&
-	[ "$keepalive_failed" = 0 ] && [ "$load_status" = 0 ] && [ "$instances_failed" = 0 ] && [ "$rolling_lost" = 0 ]; then
+	[ "$keepalive_failed" = 0 ] && [ "$load_status" = 0 ] && [ "$instances_failed" = 0 ] && [ "$rolling_lost" = 0 ] && [ "$image_passed" = 1 ]; then
 	echo "faults: PASS (0 lost writes, 0 failed requests)"
 else
-	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed, rolling restart: load exit $load_status, instances failed $instances_failed, writes lost $rolling_lost)" >&2
+	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed, rolling restart: load exit $load_status, instances failed $instances_failed, writes lost $rolling_lost; image passed $image_passed)" >&2
 	exit 1
 fi
