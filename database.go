@@ -295,11 +295,11 @@ type statement struct {
 	// cancellation. A cancellable context costs every statement two
 	// goroutines (database/sql's and lib/pq's watchers) and their
 	// wake-ups, which showed in the open-loop tail of get. A read never
-	// waits on a row lock; what still bounds
-	// it is the connection's own deadline, DB_TIMEOUT after each write to
-	// it (deadlineConn), which ends in the same 503. Writes keep their
-	// cancellation: a write that waits on a row lock must be cancelled,
-	// not left to commit after its client was answered.
+	// waits on a row lock; what still bounds it is the connection's own
+	// deadline, DB_TIMEOUT after each write to it (deadlineConn), which
+	// ends in the same 503. Writes keep their cancellation: a write that
+	// waits on a row lock must be cancelled, not left to commit after its
+	// client was answered.
 	read bool
 }
 
