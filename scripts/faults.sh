@@ -258,8 +258,10 @@ rolling_lost=$(psql_todo -c "CREATE TEMP TABLE acked (seq int, who int, id bigin
 	    LEFT JOIN tasks t ON t.id = a.id AND t.title = a.title WHERE t.id IS NULL" | tail -1)
 echo "  acknowledged writes missing or altered in the database: $rolling_lost"
 
-# 5. the container image (make image) against this PostgreSQL: /readyz,
-# a create, and SIGTERM (podman stop) draining to exit 0. This machine
+# 5. the container image (make image) against this PostgreSQL, with the
+# settings the other instances had (quotas are one setting per database:
+# see docs/deployment.md): /readyz, a create, and SIGTERM (podman stop)
+# draining to exit 0. This machine
 # needs runc (podman's default crun fails here) and ulimits within its own
 # (podman's defaults are higher than the sandbox allows).
 echo "== container image: make image, run against this PostgreSQL, podman stop"
@@ -268,14 +270,15 @@ image_container=todo-faults-$$
 image_port=$(free_port)
 podman --runtime runc run -d --name "$image_container" --network host \
 	--ulimit nofile=20000:20000 --ulimit nproc=4096:4096 -v "$tmp/sock:/sock" \
-	-e DATABASE_URL="host=/sock user=todo dbname=todo sslmode=disable" -e BETTER_AUTH_SECRET -e PORT="$image_port" \
+	-e DATABASE_URL="host=/sock user=todo dbname=todo sslmode=disable" -e PORT="$image_port" \
+	-e BETTER_AUTH_SECRET -e QUOTA_TASKS -e RATE_LIMIT_RPS \
 	todo-backend:latest >/dev/null
 image_ok=0
 for _ in $(seq 1 100); do
 	curl -fs "http://127.0.0.1:$image_port/readyz" >/dev/null 2>&1 && image_ok=1 && break
 	sleep 0.1
 done
-image_create=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer ${tokens[1]}" -H 'Content-Type: application/json' \
+image_create=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $("$tmp/todo-backend" token image-user)" -H 'Content-Type: application/json' \
 	-d '{"title":"from the image"}' "http://127.0.0.1:$image_port/api/tasks" || true)
 podman stop -t 20 "$image_container" >/dev/null
 image_exit=$(podman inspect --format '{{.State.ExitCode}}' "$image_container")
