@@ -159,10 +159,7 @@ func TestBatchRefusedWholeIsRerunAlone(t *testing.T) {
 	if err := applySchema(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	if err := setQuotaLimits(ctx, db, 5, 0); err != nil {
-		t.Fatal(err)
-	}
-	store, release := heldStore(t, db)
+	store, release := heldStore(t, db, func(o *storeOptions) { o.quotaTasks = 5 })
 	user := newUser(t)
 	const creates = 10
 	errs := make(chan error, creates)

@@ -51,18 +51,21 @@ JOIN tasks ON tasks.user_id = q.q_user AND tasks.id = q.q_id`
 
 // createTasksSQL inserts one task per position. Sorting by user makes
 // every batch take the users' usage rows (see schema.sql) in one order, so
-// two batches cannot deadlock on them.
+// two batches cannot deadlock on them. $5 and $6 are the quotas (see
+// createTaskSQL).
 const createTasksSQL = `INSERT INTO tasks (user_id, title, description, completed)
 SELECT q_user, q_title, q_description, q_completed
 FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::text[]), (SELECT $4::boolean[]))
-    AS q(q_user, q_title, q_description, q_completed)
+    AS q(q_user, q_title, q_description, q_completed),
+    (SELECT set_config('todo.quota_tasks', $5::text, true), set_config('todo.quota_bytes', $6::text, true)) AS quota
 ORDER BY q_user
 RETURNING user_id, ` + taskColumns
 
 // changeTasksSQL is updateTaskSQL, setCompletedSQL and toggleCompletedSQL
 // in one, without If-Match: a NULL title or completed keeps the stored
-// value. No two positions name the same task (batcher.distinct), and the
-// positions come sorted by user and id.
+// value. No two positions name the same task (changeRequest conflicts),
+// and the positions come sorted by user and id. $8 and $9 are the quotas
+// (see createTaskSQL).
 const changeTasksSQL = `UPDATE tasks SET
     title = COALESCE(q.q_title, tasks.title),
     description = CASE WHEN q.q_description_set THEN q.q_description ELSE tasks.description END,
@@ -71,7 +74,8 @@ const changeTasksSQL = `UPDATE tasks SET
     version = tasks.version + 1
 FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]), (SELECT $3::text[]), (SELECT $4::boolean[]),
         (SELECT $5::text[]), (SELECT $6::boolean[]), (SELECT $7::boolean[]))
-    AS q(q_user, q_id, q_title, q_description_set, q_description, q_completed, q_toggle)
+    AS q(q_user, q_id, q_title, q_description_set, q_description, q_completed, q_toggle),
+    (SELECT set_config('todo.quota_tasks', $8::text, true), set_config('todo.quota_bytes', $9::text, true)) AS quota
 WHERE tasks.user_id = q.q_user AND tasks.id = q.q_id
 RETURNING q.q_user, ` + taskColumns
 
@@ -129,7 +133,8 @@ func (s *Store) runCreates(ctx context.Context, batch []*waiter[createRequest, T
 		completed.bool(w.req.input.completed)
 		w.res, w.err = Task{}, nil
 	}
-	rows, err := s.createTasks.QueryContext(ctx, users.String(), titles.String(), descriptions.String(), completed.String())
+	rows, err := s.createTasks.QueryContext(ctx, users.String(), titles.String(), descriptions.String(), completed.String(),
+		s.opts.quotaTasks, s.opts.quotaBytes)
 	if err != nil {
 		return fmt.Errorf("create tasks: %w", err)
 	}
@@ -183,7 +188,7 @@ func (s *Store) runChanges(ctx context.Context, batch []*waiter[changeRequest, T
 		w.res, w.err = Task{}, errNotFound
 	}
 	rows, err := s.changeTasks.QueryContext(ctx, users.String(), ids.String(), titles.String(),
-		descriptionSet.String(), descriptions.String(), completed.String(), toggle.String())
+		descriptionSet.String(), descriptions.String(), completed.String(), toggle.String(), s.opts.quotaTasks, s.opts.quotaBytes)
 	if err != nil {
 		return fmt.Errorf("change tasks: %w", err)
 	}

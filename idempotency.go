@@ -17,8 +17,11 @@ const idempotencyTTL = `interval '24 hours'`
 const dropExpiredKeySQL = `DELETE FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND created_at < now() - ` + idempotencyTTL
 
+// claimKeySQL: $4 and $5 are the quotas (see createTaskSQL): a key counts
+// toward the user's bytes.
 const claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
-VALUES ($1, $2, $3)
+SELECT $1::text, $2::text, $3::bytea
+FROM (SELECT set_config('todo.quota_tasks', $4::text, true), set_config('todo.quota_bytes', $5::text, true)) AS quota
 ON CONFLICT (user_id, key) DO NOTHING`
 
 const saveKeySQL = `UPDATE idempotency_keys SET task_id = $3, task_version = $4, task_created = $5
@@ -85,14 +88,15 @@ func (s *Store) claimKeyAndCreate(ctx context.Context, userID, key string, finge
 	if _, err := s.dropExpiredKey.inTx(ctx, tx).ExecContext(ctx, userID, key); err != nil {
 		return Task{}, false, fmt.Errorf("create task once: drop expired key: %w", err)
 	}
-	res, err := s.claimKey.inTx(ctx, tx).ExecContext(ctx, userID, key, fingerprint)
+	res, err := s.claimKey.inTx(ctx, tx).ExecContext(ctx, userID, key, fingerprint, s.opts.quotaTasks, s.opts.quotaBytes)
 	if err != nil {
 		return Task{}, false, fmt.Errorf("create task once: claim key: %w", err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 0 {
 		return Task{}, false, err
 	}
-	task, err = scanOne(s.createTask.inTx(ctx, tx).QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task once")
+	task, err = scanOne(s.createTask.inTx(ctx, tx).QueryRowContext(ctx, userID, in.title, in.description, in.completed,
+		s.opts.quotaTasks, s.opts.quotaBytes), userID, "create task once")
 	if err != nil {
 		return Task{}, false, err
 	}

@@ -60,10 +60,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := applySchema(ctx, db); err != nil {
 		return err
 	}
-	if err := setQuotaLimits(ctx, db, int64(cfg.quotaTasks), int64(cfg.quotaBytes)); err != nil {
-		return err
-	}
-	store, err := openStore(ctx, db, storeOptions{prepared: prepared, batchMax: cfg.dbBatchMax, logger: logger})
+	store, err := openStore(ctx, db, storeOptions{prepared: prepared, batchMax: cfg.dbBatchMax, logger: logger,
+		quotaTasks: int64(cfg.quotaTasks), quotaBytes: int64(cfg.quotaBytes)})
 	if err != nil {
 		return err
 	}

@@ -734,8 +734,8 @@ func loadRuns(s *Store, k, size int) []loadRun {
 		{"list", s.listStatements[listShape{}.index()], []any{strconv.Itoa(u), noLimit, int64(0)}},
 		{"get_batch", s.getTasks, []any{userIDs.String(), ids.String()}},
 		{"list_batch", s.listTaskBatch, []any{userIDs.String(), nulls.String(), limits.String(), offsets.String()}},
-		{"change_batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String()}},
-		{"create_batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String()}},
+		{"change_batch", s.changeTasks, []any{userIDs.String(), ids.String(), nulls.String(), falses.String(), nulls.String(), nulls.String(), trues.String(), 0, 0}},
+		{"create_batch", s.createTasks, []any{userIDs.String(), titles.String(), nulls.String(), falses.String(), 0, 0}},
 	}
 }
 

@@ -82,8 +82,10 @@ CREATE INDEX IF NOT EXISTS idempotency_keys_created_idx
 -- Since the fourth version: per-user quotas. user_usage holds each user's
 -- task count and stored bytes, kept by triggers in the same statement as
 -- the write, and its row lock makes one user's writes take turns, so the
--- check below cannot be raced. quota_limits holds the server's
--- QUOTA_TASKS and QUOTA_BYTES (0: no limit), written at every start.
+-- check below cannot be raced. The limits come with each write (see
+-- apply_usage); quota_limits held them before the sixth version, written
+-- by every instance at start, and is read now only by a write that brings
+-- none.
 CREATE TABLE IF NOT EXISTS quota_limits (
     id        boolean PRIMARY KEY DEFAULT true CHECK (id),
     max_tasks bigint  NOT NULL,
@@ -110,12 +112,17 @@ END $$;
 
 -- apply_usage adds a change to a user's usage and refuses it, with
 -- SQLSTATE TQ001, when it takes the user over a limit. Only growth is
--- checked: a write that frees space always passes.
+-- checked: a write that frees space always passes. The limits are the
+-- writing instance's own: its statement sets todo.quota_tasks and
+-- todo.quota_bytes for its transaction (0: none). A write that sets
+-- neither (an instance of an older version during a rolling upgrade, a
+-- person with psql) gets quota_limits', or none.
 CREATE OR REPLACE FUNCTION apply_usage(p_user text, d_tasks bigint, d_bytes bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     u user_usage;
-    l quota_limits;
+    lim_tasks bigint := nullif(current_setting('todo.quota_tasks', true), '')::bigint;
+    lim_bytes bigint := nullif(current_setting('todo.quota_bytes', true), '')::bigint;
 BEGIN
     INSERT INTO user_usage AS x (user_id, tasks, bytes) VALUES (p_user, d_tasks, d_bytes)
     ON CONFLICT (user_id) DO UPDATE SET tasks = x.tasks + d_tasks, bytes = x.bytes + d_bytes
@@ -123,12 +130,14 @@ BEGIN
     IF d_tasks <= 0 AND d_bytes <= 0 THEN
         RETURN;
     END IF;
-    SELECT * INTO l FROM quota_limits;
-    IF l.max_tasks > 0 AND d_tasks > 0 AND u.tasks > l.max_tasks THEN
-        RAISE EXCEPTION 'quota exceeded: at most % tasks', l.max_tasks USING ERRCODE = 'TQ001';
+    IF lim_tasks IS NULL AND lim_bytes IS NULL THEN
+        SELECT l.max_tasks, l.max_bytes INTO lim_tasks, lim_bytes FROM quota_limits AS l;
     END IF;
-    IF l.max_bytes > 0 AND d_bytes > 0 AND u.bytes > l.max_bytes THEN
-        RAISE EXCEPTION 'quota exceeded: at most % bytes', l.max_bytes USING ERRCODE = 'TQ001';
+    IF lim_tasks > 0 AND d_tasks > 0 AND u.tasks > lim_tasks THEN
+        RAISE EXCEPTION 'quota exceeded: at most % tasks', lim_tasks USING ERRCODE = 'TQ001';
+    END IF;
+    IF lim_bytes > 0 AND d_bytes > 0 AND u.bytes > lim_bytes THEN
+        RAISE EXCEPTION 'quota exceeded: at most % bytes', lim_bytes USING ERRCODE = 'TQ001';
     END IF;
 END $$;
 

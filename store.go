@@ -29,8 +29,14 @@ var (
 const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1 AND id = $2`
 
+// Every write that can grow a user's usage carries this instance's quotas
+// in its own statement (quotaLimits): set_config(..., true) gives them to
+// the statement's transaction, where schema.sql's apply_usage reads them.
+// So each instance enforces the QUOTA_TASKS and QUOTA_BYTES it was started
+// with, whatever the others were. createTaskSQL: $5 and $6.
 const createTaskSQL = `INSERT INTO tasks (user_id, title, description, completed)
-VALUES ($1, $2, $3, $4)
+SELECT $1::text, $2::text, $3::text, $4::boolean
+FROM (SELECT set_config('todo.quota_tasks', $5::text, true), set_config('todo.quota_bytes', $6::text, true)) AS quota
 RETURNING ` + taskColumns
 
 // The conditional writes take the user id and task id as $1 and $2, and
@@ -44,13 +50,14 @@ const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 micr
 
 // A NULL $5 (a PATCH without title) keeps the title; $6 says whether the
 // request set description at all: left out keeps the stored value, null
-// clears it.
+// clears it. $9 and $10 are the quotas (see createTaskSQL).
 const updateTaskSQL = `UPDATE tasks SET
     title = COALESCE($5, title),
     description = CASE WHEN $6::boolean THEN $7::text ELSE description END,
     completed = COALESCE($8::boolean, completed),
     updated_at = ` + nextUpdatedAt + `,
     version = version + 1
+FROM (SELECT set_config('todo.quota_tasks', $9::text, true), set_config('todo.quota_bytes', $10::text, true)) AS quota
 WHERE ` + ifMatchClause + `
 RETURNING ` + taskColumns
 
@@ -120,7 +127,10 @@ type storeOptions struct {
 	// batchMax is DB_BATCH_MAX: the most requests one coalesced statement
 	// takes; 1 turns coalescing off.
 	batchMax int
-	logger   *slog.Logger
+	// quotaTasks and quotaBytes are QUOTA_TASKS and QUOTA_BYTES (0: none),
+	// which every write that can grow a user's usage carries.
+	quotaTasks, quotaBytes int64
+	logger                 *slog.Logger
 }
 
 // storeStatement is one Store field and the SQL it is made from.
@@ -289,7 +299,7 @@ func (s *Store) CreateTask(ctx context.Context, userID string, in taskInput) (Ta
 }
 
 func (s *Store) createTaskEntered(ctx context.Context, userID string, in taskInput) (Task, error) {
-	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed), userID, "create task")
+	return scanOne(s.createTask.QueryRowContext(ctx, userID, in.title, in.description, in.completed, s.opts.quotaTasks, s.opts.quotaBytes), userID, "create task")
 }
 
 // UpdateTask sets the fields a PUT or a PATCH (a partial update) gives
@@ -331,7 +341,7 @@ func (s *Store) changeAlone(ctx context.Context, userID string, id int64, c chan
 	switch {
 	case c.title != nil || c.descriptionSet:
 		stmt, op = s.updateTask, "update task"
-		args = append(args, nullable(c.title), c.descriptionSet, c.description, nullable(c.completed))
+		args = append(args, nullable(c.title), c.descriptionSet, c.description, nullable(c.completed), s.opts.quotaTasks, s.opts.quotaBytes)
 	case !c.toggle:
 		stmt, op = s.setCompleted, "complete task"
 		args = append(args, *c.completed)

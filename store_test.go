@@ -107,8 +107,8 @@ func TestPgbenchScriptsAreTheServersSQL(t *testing.T) {
 	}{
 		{"list.sql", listTasksSQL, []string{"user", "limit", "offset"}},
 		{"get.sql", getTaskSQL, []string{"user", "id"}},
-		{"create.sql", createTaskSQL, []string{"user", "title", "description", "completed"}},
-		{"update.sql", updateTaskSQL, []string{"user", "id", "has_condition", "versions", "title", "description_set", "description", "completed"}},
+		{"create.sql", createTaskSQL, []string{"user", "title", "description", "completed", "quota_tasks", "quota_bytes"}},
+		{"update.sql", updateTaskSQL, []string{"user", "id", "has_condition", "versions", "title", "description_set", "description", "completed", "quota_tasks", "quota_bytes"}},
 		{"complete.sql", setCompletedSQL, []string{"user", "id", "has_condition", "versions", "completed"}},
 		{"toggle.sql", toggleCompletedSQL, []string{"user", "id", "has_condition", "versions"}},
 		{"list_title.sql", listTasksByTitleSQL, []string{"user", "limit", "offset"}},
@@ -177,14 +177,14 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 		name, query, args, index, cond string
 	}{
 		{"get", getTaskSQL, "('u', 1)", "", "(id = $2)"},
-		{"update", updateTaskSQL, "('u', 1, false, '{}', 't', false, NULL, NULL)", "", "(id = $2)"},
+		{"update", updateTaskSQL, "('u', 1, false, '{}', 't', false, NULL, NULL, 0, 0)", "", "(id = $2)"},
 		{"complete", setCompletedSQL, "('u', 1, false, '{}', true)", "", "(id = $2)"},
 		{"toggle", toggleCompletedSQL, "('u', 1, false, '{}')", "", "(id = $2)"},
 		{"delete", deleteTaskSQL, "('u', 1, false, '{}')", "", "(id = $2)"},
 		// The batch statements find each position's rows by its own user.
 		{"list_batch", listTaskBatchSQL, "('{u,v}', '{NULL,true}', '{100,100}', '{0,0}')", "tasks_user_created_idx", "(user_id = q.q_user)"},
 		{"get_batch", getTasksSQL, "('{u,v}', '{1,2}')", "", "(id = q.q_id)"},
-		{"change_batch", changeTasksSQL, "('{u,v}', '{1,2}', '{a,NULL}', '{f,f}', '{NULL,NULL}', '{NULL,t}', '{f,f}')", "", "(id = q.q_id)"},
+		{"change_batch", changeTasksSQL, "('{u,v}', '{1,2}', '{a,NULL}', '{f,f}', '{NULL,NULL}', '{NULL,t}', '{f,f}', 0, 0)", "", "(id = q.q_id)"},
 	}
 	// Every list shape (filter, key, direction, first or later page) on
 	// its key's index; a later page starts at its cursor in the index.
@@ -267,10 +267,7 @@ func TestQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 	const maxTasks, maxBytes = 5, 400
-	if err := setQuotaLimits(ctx, db, maxTasks, maxBytes); err != nil {
-		t.Fatal(err)
-	}
-	store := newStore(t, db, 0)
+	store := newStore(t, db, 0, func(o *storeOptions) { o.quotaTasks, o.quotaBytes = maxTasks, maxBytes })
 	srv := newTestServer(t, testConfig(), store)
 	user := newUser(t)
 	token := mustToken(t, user)
@@ -341,5 +338,32 @@ func TestQuotas(t *testing.T) {
 		FROM tasks WHERE user_id = $1`, user).Scan(&realBytes)
 	if usageTasks != int64(count()) || usageBytes != realBytes {
 		t.Errorf("user_usage says %d tasks, %d bytes; stored are %d tasks, %d bytes", usageTasks, usageBytes, count(), realBytes)
+	}
+}
+
+// TestQuotasAreEachInstancesOwn: two instances of the program on one
+// database, the second a canary started with a lower QUOTA_TASKS. Each
+// enforces the limit it was started with: the canary lowers nobody
+// else's, and once it is gone nothing of its setting remains.
+func TestQuotasAreEachInstancesOwn(t *testing.T) {
+	t.Parallel()
+	dsn := createDatabase(t)
+	fleet := serveProgram(t, baseEnv(map[string]string{"DATABASE_URL": dsn, "QUOTA_TASKS": "50", "RATE_LIMIT_RPS": "0"}))
+	canaryEnv := baseEnv(map[string]string{"DATABASE_URL": dsn, "QUOTA_TASKS": "5", "RATE_LIMIT_RPS": "0"})
+	canaryBase, stopCanary, canaryDone, _ := startProgram(t, canaryEnv)
+	canary := &testServer{Server: &httptest.Server{URL: canaryBase}}
+	token := mustToken(t, newUser(t))
+	for i := range 8 {
+		if res := fleet.request(t, "POST", "/api/tasks", token, map[string]any{"title": fmt.Sprint("fleet ", i)}); res.status != http.StatusCreated {
+			t.Fatalf("create %d through the instance started with QUOTA_TASKS=50 = %s", i+1, res)
+		}
+	}
+	wantError(t, canary.request(t, "POST", "/api/tasks", token, map[string]any{"title": "canary"}), http.StatusConflict, codeQuotaExceeded)
+	stopCanary()
+	if err := <-canaryDone; err != nil {
+		t.Fatal(err)
+	}
+	if res := fleet.request(t, "POST", "/api/tasks", token, map[string]any{"title": "after the canary"}); res.status != http.StatusCreated {
+		t.Errorf("create after the canary stopped = %s", res)
 	}
 }

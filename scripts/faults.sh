@@ -259,9 +259,8 @@ rolling_lost=$(psql_todo -c "CREATE TEMP TABLE acked (seq int, who int, id bigin
 echo "  acknowledged writes missing or altered in the database: $rolling_lost"
 
 # 5. the container image (make image) against this PostgreSQL, with the
-# settings the other instances had (quotas are one setting per database:
-# see docs/deployment.md): /readyz, a create, and SIGTERM (podman stop)
-# draining to exit 0. This machine
+# settings the other instances had: /readyz, a create, and SIGTERM
+# (podman stop) draining to exit 0. This machine
 # needs runc (podman's default crun fails here) and ulimits within its own
 # (podman's defaults are higher than the sandbox allows).
 echo "== container image: make image, run against this PostgreSQL, podman stop"

@@ -178,7 +178,7 @@ pgbench_tps() { # pgbench_tps CLIENTS SCRIPT-ARGS...
 	"$bin/pgbench" -h "$tmp/sock" -U todo -n -M prepared -j 2 -c "$clients" -T "$duration" \
 		-D users="$users" -D per_user="$per_user" -D seeded=$((users * per_user)) \
 		-D limit=9223372036854775807 -D offset=0 -D title=load -D description=load -D description_set=true \
-		-D completed=true -D has_condition=false -D 'versions={}' "$@" todo 2>&1 |
+		-D completed=true -D has_condition=false -D 'versions={}' -D quota_tasks=0 -D quota_bytes=0 "$@" todo 2>&1 |
 		sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p'
 }
 
@@ -413,7 +413,7 @@ if [ "$scale" = 1 ]; then
 		-c "PREPARE list_tasks AS $(statement_of list.sql user limit offset)" \
 		-c "PREPARE list_completed AS $(statement_of list_completed.sql user completed limit offset)" \
 		-c "PREPARE get_task AS $(statement_of get.sql user id)" \
-		-c "PREPARE update_task AS $(statement_of update.sql user id has_condition versions title description_set description completed)" \
+		-c "PREPARE update_task AS $(statement_of update.sql user id has_condition versions title description_set description completed quota_tasks quota_bytes)" \
 		-c "PREPARE delete_task AS $(statement_of delete.sql user id has_condition versions)" \
 		-c "PREPARE list_batch AS $(statement_of list_batch.sql batch_users batch_completed batch_limits batch_offsets)" \
 		-c "PREPARE get_batch AS $(statement_of get_batch.sql batch_users batch_ids)" \
@@ -425,7 +425,7 @@ if [ "$scale" = 1 ]; then
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_tasks('5000', 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_completed('5000', true, 9223372036854775807, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_task('5000', 499950)" \
-		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950, false, '{}', 'load', false, NULL, NULL)" \
+		-c "EXPLAIN (COSTS OFF) EXECUTE update_task('5000', 499950, false, '{}', 'load', false, NULL, NULL, 0, 0)" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE delete_task('5000', 499950, false, '{}')" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE list_batch('{5000,5001}', '{NULL,true}', '{50,50}', '{0,0}')" \
 		-c "EXPLAIN (COSTS OFF) EXECUTE get_batch('{5000,5001}', '{499950,500050}')" \
