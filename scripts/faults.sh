@@ -215,10 +215,16 @@ echo "== rolling restart: 3 instances behind $(haproxy -v | head -1 | cut -d' ' 
 declare -a instance_ports instance_pids
 lb_port=$(free_port)
 for i in 1 2 3; do instance_ports[i]=$(free_port); done
-sed -e "s/^    bind :8080$/    bind 127.0.0.1:$lb_port/" \
-	-e "s/127\.0\.0\.1:8001/127.0.0.1:${instance_ports[1]}/" \
-	-e "s/127\.0\.0\.1:8002/127.0.0.1:${instance_ports[2]}/" \
-	-e "s/127\.0\.0\.1:8003/127.0.0.1:${instance_ports[3]}/" deploy/haproxy.cfg >"$tmp/haproxy.cfg"
+# lb_config PORT LIMIT: deploy/haproxy.cfg on PORT with this run's
+# instances, and the fleet's per-user limit at LIMIT requests in 10 s
+# (the rolling load's 32 users each send about as many as the shipped 500).
+lb_config() {
+	sed -e "s/^    bind :8080$/    bind 127.0.0.1:$1/" -e "s/sc_http_req_rate(0) gt 500 }/sc_http_req_rate(0) gt $2 }/" \
+		-e "s/127\.0\.0\.1:8001/127.0.0.1:${instance_ports[1]}/" \
+		-e "s/127\.0\.0\.1:8002/127.0.0.1:${instance_ports[2]}/" \
+		-e "s/127\.0\.0\.1:8003/127.0.0.1:${instance_ports[3]}/" deploy/haproxy.cfg
+}
+lb_config "$lb_port" 1000000 >"$tmp/haproxy.cfg"
 start_instance() { # start_instance I: instance I on its port, with every default
 	PORT=${instance_ports[$1]} "$tmp/todo-backend" 2>>"$tmp/instance-$1.log" &
 	instance_pids[$1]=$!
@@ -248,6 +254,23 @@ touch "$tmp/rolling-stop"
 load_status=0
 wait "$load_pid" || load_status=$?
 sed 's/^/  /' "$tmp/rolling.out"
+kill "$haproxy_pid" 2>/dev/null || true
+wait "$haproxy_pid" 2>/dev/null || true
+
+# 4b. one per-user limit for the whole fleet, at the balancer: the same
+# file with its limit at 100 requests in 10 s; one user's burst spread
+# over the three instances (whose own limit is off here) gets about 100
+# answers, the rest the contract's 429.
+echo "== one user's burst through haproxy, the fleet's per-user limit at 100 requests in 10 s"
+lb_config "$lb_port" 100 >"$tmp/haproxy-limited.cfg"
+haproxy -f "$tmp/haproxy-limited.cfg" -db >>"$tmp/haproxy.log" 2>&1 &
+haproxy_pid=$!
+wait_ready "http://127.0.0.1:$lb_port" "$haproxy_pid" "$tmp/haproxy.log" || exit 1
+burst_status=0
+burst=$(python3 scripts/rate-burst.py "http://127.0.0.1:$lb_port" "$("$tmp/todo-backend" token burst-user)" 3) || burst_status=$?
+burst_ok=$(echo "$burst" | awk '{ exit !($2 >= 95 && $2 <= 110 && $4 > 0) }' && echo 1 || echo 0)
+echo "  $burst (want about 100 2xx)"
+if [ "$burst_status" != 0 ]; then burst_ok=0; fi
 kill "$haproxy_pid" 2>/dev/null || true
 wait "$haproxy_pid" 2>/dev/null || true
 for i in 1 2 3; do stop_server "${instance_pids[$i]}"; done
@@ -289,9 +312,10 @@ image_passed=0
 if [ "$image_ok" = 1 ] && [ "$image_create" = 201 ] && [ "$image_exit" = 0 ] && [ "$image_stopped" = 1 ]; then image_passed=1; fi
 
 if [ "$lost" = 0 ] && [ "$resurrected" = 0 ] && [ "$failed" = 0 ] && [ "$slow_ok" = 3 ] && [ "$server_status" = 0 ] && [ -n "$recovered" ] &&
-	[ "$keepalive_failed" = 0 ] && [ "$load_status" = 0 ] && [ "$instances_failed" = 0 ] && [ "$rolling_lost" = 0 ] && [ "$image_passed" = 1 ]; then
+	[ "$keepalive_failed" = 0 ] && [ "$load_status" = 0 ] && [ "$instances_failed" = 0 ] && [ "$rolling_lost" = 0 ] && [ "$burst_ok" = 1 ] &&
+	[ "$image_passed" = 1 ]; then
 	echo "faults: PASS (0 lost writes, 0 failed requests)"
 else
-	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed, rolling restart: load exit $load_status, instances failed $instances_failed, writes lost $rolling_lost; image passed $image_passed)" >&2
+	echo "faults: FAIL (lost $lost, resurrected $resurrected, failed $failed, slow uploads $slow_ok/3, exit $server_status, keep-alive drain rounds failed $keepalive_failed, rolling restart: load exit $load_status, instances failed $instances_failed, writes lost $rolling_lost; fleet limit held $burst_ok; image passed $image_passed)" >&2
 	exit 1
 fi
