@@ -3,8 +3,9 @@
 
 rolling-load.py BASE_URL TOKENS_FILE STOP_FILE CREATED_FILE: one client per
 token (one user each), each on its own keep-alive connection, cycles
-through a create, a list, a get and an update of its own tasks until
-STOP_FILE exists. Every acknowledged write (a 201 create, a 200 update) is
+through a create, a list, a get and an update of its own tasks, at most
+PER_SECOND requests a second each (under the fleet's per-user limit in
+deploy/haproxy.cfg), until STOP_FILE exists. Every acknowledged write (a 201 create, a 200 update) is
 written to CREATED_FILE in the order it was answered, as tab-separated
 "seq user_index id title": the last line of each id is what the database
 must hold. It prints one line of counts and exits 1 if any
@@ -22,6 +23,7 @@ base, tokens_file, stop_file, created_file = sys.argv[1:5]
 host = urllib.parse.urlsplit(base).hostname
 port = urllib.parse.urlsplit(base).port
 tokens = [line.strip() for line in open(tokens_file) if line.strip()]
+PER_SECOND = 30
 lock = threading.Lock()
 counts = {"requests": 0, "failed": 0}
 failures = []
@@ -31,7 +33,10 @@ created = []
 def client(index, token):
     headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
     conn, n, mine = None, 0, []
+    next_at = time.time()
     while not os.path.exists(stop_file):
+        next_at += 1.0 / PER_SECOND
+        time.sleep(max(0.0, next_at - time.time()))
         if conn is None:
             conn = http.client.HTTPConnection(host, port, timeout=10)
         n += 1
