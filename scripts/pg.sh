@@ -119,11 +119,14 @@ dev_paths() {
 	fi
 }
 
-# free_port: a TCP port nothing listens on now.
+# free_port: a TCP port nothing listens on now, below the kernel's
+# ephemeral range, so that no outgoing connection holds it either (a busy
+# test opens thousands of those).
 free_port() {
-	local port
+	local port low
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	while :; do
-		port=$((20000 + RANDOM % 20000))
+		port=$((10000 + RANDOM % (low - 10000)))
 		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
 	done
 }
