@@ -599,14 +599,7 @@ func mixedLoadAgainstModel(t *testing.T, srv *testServer, stack neonStack, worke
 					}
 				case op == 4 || op == 5:
 					title := fmt.Sprintf("u%d-%d", w, n)
-					var headers []string
-					stale := op == 5 && n%2 == 0
-					if op == 5 {
-						headers = []string{"If-Match", task.etag}
-						if stale {
-							headers[1] = `"v999999"`
-						}
-					}
+					headers, stale := ifMatchFor(op == 5, n, task)
 					res, err := srv.do("PUT", path, token, map[string]any{"title": title}, headers...)
 					if stale {
 						check("stale PUT", res, err, http.StatusPreconditionFailed)
@@ -634,14 +627,7 @@ func mixedLoadAgainstModel(t *testing.T, srv *testServer, stack neonStack, worke
 						same("complete", got, task)
 					}
 				default:
-					var headers []string
-					stale := op == 9 && n%2 == 0
-					if op == 9 {
-						headers = []string{"If-Match", task.etag}
-						if stale {
-							headers[1] = `"v999999"`
-						}
-					}
+					headers, stale := ifMatchFor(op == 9, n, task)
 					res, err := srv.do("DELETE", path, token, nil, headers...)
 					if stale {
 						check("stale DELETE", res, err, http.StatusPreconditionFailed)
@@ -687,6 +673,19 @@ func mixedLoadAgainstModel(t *testing.T, srv *testServer, stack neonStack, worke
 		}
 	}
 	t.Logf("%d requests from %d workers in %v", requests.Load(), workers, d)
+}
+
+// ifMatchFor is a write's If-Match in mixedLoadAgainstModel: none unless
+// conditional; then the task's current ETag, or on every other request a
+// stale one.
+func ifMatchFor(conditional bool, n int, task *modelTask) (headers []string, stale bool) {
+	if !conditional {
+		return nil, false
+	}
+	if n%2 == 0 {
+		return []string{"If-Match", `"v999999"`}, true
+	}
+	return []string{"If-Match", task.etag}, false
 }
 
 func equalText(a, b *string) bool {
