@@ -92,24 +92,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("listen on %s: %w", cfg.addr, err)
 	}
 	listener := &drainingListener{Listener: tcp}
-	logger.Info("listening", "addr", listener.Addr().String())
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(listener) }()
-
-	// Metrics get a listener of their own, never the public port.
+	// Metrics get a listener of their own, never the public port. Both
+	// listen before either serves, so "listening" comes last in the log,
+	// when everything is up.
 	metricsErr := make(chan error, 1)
 	var metricsSrv *http.Server
 	if cfg.metricsAddr != "" {
 		metricsListener, err := net.Listen("tcp", cfg.metricsAddr)
 		if err != nil {
-			srv.Close()
+			tcp.Close()
 			return fmt.Errorf("METRICS_ADDR: listen on %s: %w", cfg.metricsAddr, err)
 		}
 		logger.Info("metrics listening", "addr", metricsListener.Addr().String())
 		metricsSrv = &http.Server{Handler: stats.handler(), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 		go func() { metricsErr <- metricsSrv.Serve(metricsListener) }()
 	}
+	logger.Info("listening", "addr", listener.Addr().String())
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(listener) }()
 
 	select {
 	case err := <-serveErr:
