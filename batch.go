@@ -83,15 +83,13 @@ var batchSizeBounds = [...]int{1, 2, 4, 8, 16, 32}
 // is off: then after waiting its turn), else in the next statement of its
 // kind.
 func (b *batcher[Req, Res]) submit(ctx context.Context, req Req) (Res, error) {
-	batching := b.max > 1 && b.queue.places != nil
-	if batching && !b.queue.tryEnter() {
-		return b.join(ctx, req)
-	}
-	if !batching {
-		if err := b.queue.enter(ctx); err != nil {
-			var none Res
-			return none, err
+	if b.max > 1 && b.queue.bounded() {
+		if !b.queue.tryEnter() {
+			return b.join(ctx, req)
 		}
+	} else if err := b.queue.enter(ctx); err != nil {
+		var none Res
+		return none, err
 	}
 	defer b.queue.leave()
 	res, err := b.alone(ctx, req)

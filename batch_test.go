@@ -155,10 +155,7 @@ func TestBatchMixingUsersGivesEachItsOwnRows(t *testing.T) {
 func TestBatchRefusedWholeIsRerunAlone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, db := openDatabase(t)
-	if err := applySchema(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	_, db := openSchemaDatabase(t)
 	store, release := heldStore(t, db, func(o *storeOptions) { o.quotaTasks = 5 })
 	user := newUser(t)
 	const creates = 10

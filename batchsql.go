@@ -51,13 +51,13 @@ JOIN tasks ON tasks.user_id = q.q_user AND tasks.id = q.q_id`
 
 // createTasksSQL inserts one task per position. Sorting by user makes
 // every batch take the users' usage rows (see schema.sql) in one order, so
-// two batches cannot deadlock on them. $5 and $6 are the quotas (see
-// createTaskSQL).
-const createTasksSQL = `INSERT INTO tasks (user_id, title, description, completed)
+// two batches cannot deadlock on them. $5 and $6 are the quotas
+// (quotaLimits).
+var createTasksSQL = `INSERT INTO tasks (user_id, title, description, completed)
 SELECT q_user, q_title, q_description, q_completed
 FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::text[]), (SELECT $4::boolean[]))
     AS q(q_user, q_title, q_description, q_completed),
-    (SELECT set_config('todo.quota_tasks', $5::text, true), set_config('todo.quota_bytes', $6::text, true)) AS quota
+    ` + quotaLimits(5) + `
 ORDER BY q_user
 RETURNING user_id, ` + taskColumns
 
@@ -65,8 +65,8 @@ RETURNING user_id, ` + taskColumns
 // in one, without If-Match: a NULL title or completed keeps the stored
 // value. No two positions name the same task (changeRequest conflicts),
 // and the positions come sorted by user and id. $8 and $9 are the quotas
-// (see createTaskSQL).
-const changeTasksSQL = `UPDATE tasks SET
+// (quotaLimits).
+var changeTasksSQL = `UPDATE tasks SET
     title = COALESCE(q.q_title, tasks.title),
     description = CASE WHEN q.q_description_set THEN q.q_description ELSE tasks.description END,
     completed = CASE WHEN q.q_toggle THEN NOT tasks.completed ELSE COALESCE(q.q_completed, tasks.completed) END,
@@ -75,7 +75,7 @@ const changeTasksSQL = `UPDATE tasks SET
 FROM unnest((SELECT $1::text[]), (SELECT $2::bigint[]), (SELECT $3::text[]), (SELECT $4::boolean[]),
         (SELECT $5::text[]), (SELECT $6::boolean[]), (SELECT $7::boolean[]))
     AS q(q_user, q_id, q_title, q_description_set, q_description, q_completed, q_toggle),
-    (SELECT set_config('todo.quota_tasks', $8::text, true), set_config('todo.quota_bytes', $9::text, true)) AS quota
+    ` + quotaLimits(8) + `
 WHERE tasks.user_id = q.q_user AND tasks.id = q.q_id
 RETURNING q.q_user, ` + taskColumns
 

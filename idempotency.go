@@ -17,11 +17,11 @@ const idempotencyTTL = `interval '24 hours'`
 const dropExpiredKeySQL = `DELETE FROM idempotency_keys
 WHERE user_id = $1 AND key = $2 AND created_at < now() - ` + idempotencyTTL
 
-// claimKeySQL: $4 and $5 are the quotas (see createTaskSQL): a key counts
+// claimKeySQL: $4 and $5 are the quotas (quotaLimits): a key counts
 // toward the user's bytes.
-const claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
+var claimKeySQL = `INSERT INTO idempotency_keys (user_id, key, fingerprint)
 SELECT $1::text, $2::text, $3::bytea
-FROM (SELECT set_config('todo.quota_tasks', $4::text, true), set_config('todo.quota_bytes', $5::text, true)) AS quota
+FROM ` + quotaLimits(4) + `
 ON CONFLICT (user_id, key) DO NOTHING`
 
 const saveKeySQL = `UPDATE idempotency_keys SET task_id = $3, task_version = $4, task_created = $5

@@ -182,15 +182,21 @@ func parseQuery(raw string) (url.Values, []fieldError) {
 
 // clipName bounds a parameter name quoted back in an error body.
 func clipName(name string) string {
-	const most = 64
-	if len(name) <= most {
-		return name
+	if head := cutAt(name, 64); head != name {
+		return head + "..."
 	}
-	cut := most
-	for cut > 0 && !utf8.RuneStart(name[cut]) {
-		cut--
+	return name
+}
+
+// cutAt is s cut to at most most bytes, on a character boundary.
+func cutAt(s string, most int) string {
+	if len(s) <= most {
+		return s
 	}
-	return name[:cut] + "..."
+	for most > 0 && !utf8.RuneStart(s[most]) {
+		most--
+	}
+	return s[:most]
 }
 
 // parseListFilter reads the list's query: completed (or is_complete,

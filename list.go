@@ -41,35 +41,41 @@ type listShape struct {
 	after       bool
 }
 
-// listShapes is every list statement's shape, in the order of Store.lists.
-func listShapes() []listShape {
-	var shapes []listShape
-	for _, byCompleted := range []bool{false, true} {
-		for _, byTitle := range []bool{false, true} {
-			for _, ascending := range []bool{false, true} {
-				for _, after := range []bool{false, true} {
-					shapes = append(shapes, listShape{byCompleted, listOrder{byTitle, ascending}, after})
-				}
-			}
-		}
-	}
-	return shapes
+// listShapeCount is how many shapes there are: four flags, one bit each.
+const listShapeCount = 16
+
+// shapeAt is the shape of index i, the inverse of index.
+func shapeAt(i int) listShape {
+	return listShape{byCompleted: i&8 != 0, order: listOrder{byTitle: i&4 != 0, ascending: i&2 != 0}, after: i&1 != 0}
 }
 
-// index is the shape's place in listShapes.
+// index is the shape's place in Store.listStatements.
 func (sh listShape) index() int {
-	i := 0
-	for _, b := range []bool{sh.byCompleted, sh.order.byTitle, sh.order.ascending, sh.after} {
-		i = 2*i + boolInt(b)
-	}
-	return i
+	return bit(sh.byCompleted)<<3 | bit(sh.order.byTitle)<<2 | bit(sh.order.ascending)<<1 | bit(sh.after)
 }
 
-func boolInt(b bool) int {
+func bit(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
+}
+
+// key is the order's sort key as ORDER BY and a cursor compare it.
+func (o listOrder) key() string {
+	if o.byTitle {
+		return `lower(tasks.title)`
+	}
+	return `tasks.created_at`
+}
+
+// clause is the order's ORDER BY: ties by id in the same direction.
+func (o listOrder) clause() string {
+	direction := ` DESC`
+	if o.ascending {
+		direction = ``
+	}
+	return fmt.Sprintf("ORDER BY %s%s, tasks.id%s", o.key(), direction, direction)
 }
 
 // sql is the shape's statement: $1 the user; with byCompleted, $2 the
@@ -80,20 +86,18 @@ func (sh listShape) sql() string {
 	if sh.byCompleted {
 		where, next = `user_id = $1 AND completed = $2`, 3
 	}
-	key, keyType := `tasks.created_at`, `$%d::timestamptz`
-	if sh.order.byTitle {
-		key, keyType = `lower(tasks.title)`, `lower($%d::text)`
-	}
-	direction, beyond := ` DESC`, `<`
-	if sh.order.ascending {
-		direction, beyond = ``, `>`
-	}
-	order := fmt.Sprintf("ORDER BY %s%s, tasks.id%s", key, direction, direction)
 	if !sh.after {
-		return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, order, next, next+1)
+		return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s\n%s\nLIMIT $%d OFFSET $%d", taskColumns, where, sh.order.clause(), next, next+1)
 	}
-	cursor := fmt.Sprintf("(%s, tasks.id) %s (%s, $%d::bigint)", key, beyond, fmt.Sprintf(keyType, next), next+1)
-	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s AND %s\n%s\nLIMIT $%d", taskColumns, where, cursor, order, next+2)
+	keyParam, beyond := fmt.Sprintf(`$%d::timestamptz`, next), `<`
+	if sh.order.byTitle {
+		keyParam = fmt.Sprintf(`lower($%d::text)`, next)
+	}
+	if sh.order.ascending {
+		beyond = `>`
+	}
+	cursor := fmt.Sprintf("(%s, tasks.id) %s (%s, $%d::bigint)", sh.order.key(), beyond, keyParam, next+1)
+	return fmt.Sprintf("SELECT %s FROM tasks\nWHERE %s AND %s\n%s\nLIMIT $%d", taskColumns, where, cursor, sh.order.clause(), next+2)
 }
 
 // The first pages of the two orders that pgbench and make load replay.
@@ -102,9 +106,6 @@ var (
 	listTasksByCompletedSQL = listShape{byCompleted: true}.sql()
 	listTasksByTitleSQL     = listShape{order: listOrder{byTitle: true, ascending: true}}.sql()
 )
-
-// orderNewestFirst is the default order, which the shared first page uses.
-const orderNewestFirst = `ORDER BY tasks.created_at DESC, tasks.id DESC`
 
 // listFilter narrows, orders and pages a task list; nil means "not given".
 type listFilter struct {
@@ -299,13 +300,13 @@ func (s *Store) readPage(ctx context.Context, p *listPage) error {
 // LATERAL subquery runs once per position in the arrays' order, so each
 // list's rows come together and in list order; runLists checks that they
 // do rather than trusting it.
-const listTaskBatchSQL = `SELECT q.n, t.*
+var listTaskBatchSQL = `SELECT q.n, t.*
 FROM unnest((SELECT $1::text[]), (SELECT $2::boolean[]), (SELECT $3::bigint[]), (SELECT $4::bigint[]))
     WITH ORDINALITY AS q(q_user, q_completed, q_limit, q_offset, n)
 CROSS JOIN LATERAL (
     SELECT ` + taskColumns + ` FROM tasks
     WHERE tasks.user_id = q.q_user AND (q.q_completed IS NULL OR tasks.completed = q.q_completed)
-    ` + orderNewestFirst + `
+    ` + listOrder{}.clause() + `
     LIMIT q.q_limit OFFSET q.q_offset) AS t`
 
 // runLists reads the first page of every list in batch in one statement.
@@ -341,7 +342,7 @@ func (s *Store) runLists(ctx context.Context, batch []*waiter[*listPage, struct{
 }
 
 // listedAfter reports whether t comes after previous newest first: older,
-// or as old with a lower id (orderNewestFirst).
+// or as old with a lower id (the default listOrder).
 func listedAfter(t, previous *Task) bool {
 	if c := t.CreatedAt.Compare(previous.CreatedAt); c != 0 {
 		return c < 0

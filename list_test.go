@@ -589,10 +589,7 @@ func TestLongListIsStreamedInBoundedChunks(t *testing.T) {
 // DB_TIMEOUT; cfg is returned as the store's server should have it.
 func ownTasksStore(t *testing.T, cfg config, userID string, count int) (*Store, *sql.DB, config) {
 	t.Helper()
-	dsn, db := openDatabase(t)
-	if err := applySchema(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
+	dsn, db := openSchemaDatabase(t)
 	cfg.databaseURL = dsn
 	store := openServerStore(t, cfg)
 	long := strings.Repeat("d", maxDescriptionRunes)

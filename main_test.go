@@ -125,6 +125,16 @@ func openDatabase(t testing.TB) (string, *sql.DB) {
 	return dsn, db
 }
 
+// openSchemaDatabase is openDatabase with the schema applied.
+func openSchemaDatabase(t testing.TB) (string, *sql.DB) {
+	t.Helper()
+	dsn, db := openDatabase(t)
+	if err := applySchema(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return dsn, db
+}
+
 // The load test's table (scripts/load.sh): 200 users with 50 tasks each,
 // user ids "1" to "200", user u's tasks numbered (u-1)*50+1 to u*50, every
 // other one with a description. Here every third is also completed, so
@@ -138,10 +148,7 @@ const loadUsers, loadTasksPerUser = 200, 50
 func loadSizedDatabase(t testing.TB) *sql.DB {
 	t.Helper()
 	ctx := context.Background()
-	_, db := openDatabase(t)
-	if err := applySchema(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	_, db := openSchemaDatabase(t)
 	if _, err := db.ExecContext(ctx, `INSERT INTO tasks (user_id, title, description, completed)
 		SELECT s.u::text, 'task ' || t.i, CASE WHEN t.i % 2 = 0 THEN 'description ' || t.i END, t.i % 3 = 0
 		FROM generate_series(1, $1::int) AS s(u), generate_series(1, $2::int) AS t(i) ORDER BY s.u, t.i`,
@@ -535,10 +542,8 @@ func launchProgram(env map[string]string) (string, context.CancelFunc, <-chan er
 	go func() { done <- run(ctx, []string{"todo-backend"}, envFrom(env), io.Discard, logs) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			if addr := listeningAddr(line); addr != "" {
-				return "http://" + addr, cancel, done, logs, nil
-			}
+		if addr := loggedAddr(logs.String(), "listening"); addr != "" {
+			return "http://" + addr, cancel, done, logs, nil
 		}
 		select {
 		case err := <-done:
@@ -551,15 +556,18 @@ func launchProgram(env map[string]string) (string, context.CancelFunc, <-chan er
 	return "", nil, nil, nil, fmt.Errorf("server did not start:\n%s", logs)
 }
 
-// listeningAddr is 127.0.0.1:PORT when line is the program's "listening"
-// log line, else "".
-func listeningAddr(line string) string {
-	var entry struct{ Msg, Addr string }
-	if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "listening" {
-		return ""
+// loggedAddr is 127.0.0.1:PORT of the address the program's log lines in
+// text give with the message msg ("listening", "metrics listening"), or
+// "" when none does.
+func loggedAddr(text, msg string) string {
+	for _, line := range strings.Split(text, "\n") {
+		var entry struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == msg {
+			_, port, _ := net.SplitHostPort(entry.Addr)
+			return "127.0.0.1:" + port
+		}
 	}
-	_, port, _ := net.SplitHostPort(entry.Addr)
-	return "127.0.0.1:" + port
+	return ""
 }
 
 // serveProgram runs the real program with env for the rest of the test,
@@ -602,11 +610,7 @@ func testStoreOptions() storeOptions {
 func newStore(t testing.TB, db *sql.DB, conns int, change ...func(*storeOptions)) *Store {
 	t.Helper()
 	if db == nil {
-		var err error
-		if db, err = sql.Open("postgres", testDSN); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
+		db = openPool(t)
 	}
 	if conns > 0 {
 		db.SetMaxOpenConns(conns)
@@ -628,7 +632,7 @@ func handlerOf(_ *server, h http.Handler) http.Handler { return h }
 
 // openPool is a pool of its own on the shared test database, closed with
 // the test.
-func openPool(t *testing.T) *sql.DB {
+func openPool(t testing.TB) *sql.DB {
 	t.Helper()
 	db, err := sql.Open("postgres", testDSN)
 	if err != nil {

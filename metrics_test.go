@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,13 +107,7 @@ func TestMetricsOnlyOnTheirOwnListener(t *testing.T) {
 	t.Parallel()
 	base, stop, done, logs := startProgram(t, baseEnv(map[string]string{"METRICS_ADDR": "127.0.0.1:0"}))
 	defer func() { stop(); <-done }()
-	var metricsAddr string
-	for _, line := range strings.Split(logs.String(), "\n") {
-		var entry struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "metrics listening" {
-			metricsAddr = entry.Addr
-		}
-	}
+	metricsAddr := loggedAddr(logs.String(), "metrics listening")
 	if metricsAddr == "" {
 		t.Fatalf("no metrics listener logged:\n%s", logs)
 	}

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 )
 
 // The layers newServer wraps around the routes, outermost last: routing
@@ -373,14 +372,10 @@ const maxLoggedBytes = 256
 // clip cuts s to maxLoggedBytes, on a character boundary, and notes how
 // long it was.
 func clip(s string) string {
-	if len(s) <= maxLoggedBytes {
-		return s
+	if head := cutAt(s, maxLoggedBytes); head != s {
+		return head + "...(" + strconv.Itoa(len(s)) + " bytes)"
 	}
-	cut := maxLoggedBytes
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "...(" + strconv.Itoa(len(s)) + " bytes)"
+	return s
 }
 
 // countRequest feeds one answered request to the metrics.

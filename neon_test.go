@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -296,7 +295,7 @@ func startProgramProcess(t *testing.T, env map[string]string) (string, func()) {
 				t.Fatalf("program exited during start-up:\n%s", strings.Join(seen, "\n"))
 			}
 			seen = append(seen, line)
-			if addr := listeningAddr(line); addr != "" {
+			if addr := loggedAddr(line, "listening"); addr != "" {
 				go func() {
 					for range lines { // keep the pipe drained
 					}
@@ -441,14 +440,7 @@ func TestNeonPoolerThatCannotHoldPreparedStatements(t *testing.T) {
 // metrics listener is.
 func metricsOf(t *testing.T, logs *syncBuffer) string {
 	t.Helper()
-	var addr string
-	for _, line := range strings.Split(logs.String(), "\n") {
-		var entry struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "metrics listening" {
-			_, port, _ := net.SplitHostPort(entry.Addr)
-			addr = "127.0.0.1:" + port
-		}
-	}
+	addr := loggedAddr(logs.String(), "metrics listening")
 	if addr == "" {
 		t.Fatalf("no metrics listener in the log:\n%s", logs)
 	}

@@ -31,7 +31,7 @@ func newConnQueue(conns int) *connQueue {
 
 // enter waits for a place until ctx ends.
 func (q *connQueue) enter(ctx context.Context) error {
-	if q.places == nil || q.tryEnter() {
+	if !q.bounded() || q.tryEnter() {
 		return nil
 	}
 	start := time.Now()
@@ -43,6 +43,9 @@ func (q *connQueue) enter(ctx context.Context) error {
 		return waitAbandoned(ctx)
 	}
 }
+
+// bounded reports whether the pool has a size, so that callers can wait.
+func (q *connQueue) bounded() bool { return q.places != nil }
 
 // tryEnter takes a place if one is free now.
 func (q *connQueue) tryEnter() bool {
@@ -60,7 +63,7 @@ func (q *connQueue) tryEnter() bool {
 func (q *connQueue) enterAlways() { q.places <- struct{}{} }
 
 func (q *connQueue) leave() {
-	if q.places != nil {
+	if q.bounded() {
 		<-q.places
 	}
 }

@@ -30,13 +30,10 @@ const getTaskSQL = `SELECT ` + taskColumns + ` FROM tasks
 WHERE user_id = $1 AND id = $2`
 
 // Every write that can grow a user's usage carries this instance's quotas
-// in its own statement (quotaLimits): set_config(..., true) gives them to
-// the statement's transaction, where schema.sql's apply_usage reads them.
-// So each instance enforces the QUOTA_TASKS and QUOTA_BYTES it was started
-// with, whatever the others were. createTaskSQL: $5 and $6.
-const createTaskSQL = `INSERT INTO tasks (user_id, title, description, completed)
+// (quotaLimits); createTaskSQL's are $5 and $6.
+var createTaskSQL = `INSERT INTO tasks (user_id, title, description, completed)
 SELECT $1::text, $2::text, $3::text, $4::boolean
-FROM (SELECT set_config('todo.quota_tasks', $5::text, true), set_config('todo.quota_bytes', $6::text, true)) AS quota
+FROM ` + quotaLimits(5) + `
 RETURNING ` + taskColumns
 
 // The conditional writes take the user id and task id as $1 and $2, and
@@ -50,14 +47,14 @@ const nextUpdatedAt = `GREATEST(clock_timestamp(), updated_at + interval '1 micr
 
 // A NULL $5 (a PATCH without title) keeps the title; $6 says whether the
 // request set description at all: left out keeps the stored value, null
-// clears it. $9 and $10 are the quotas (see createTaskSQL).
-const updateTaskSQL = `UPDATE tasks SET
+// clears it. $9 and $10 are the quotas (quotaLimits).
+var updateTaskSQL = `UPDATE tasks SET
     title = COALESCE($5, title),
     description = CASE WHEN $6::boolean THEN $7::text ELSE description END,
     completed = COALESCE($8::boolean, completed),
     updated_at = ` + nextUpdatedAt + `,
     version = version + 1
-FROM (SELECT set_config('todo.quota_tasks', $9::text, true), set_config('todo.quota_bytes', $10::text, true)) AS quota
+FROM ` + quotaLimits(9) + `
 WHERE ` + ifMatchClause + `
 RETURNING ` + taskColumns
 
@@ -101,7 +98,7 @@ type Store struct {
 	changes *batcher[changeRequest, Task]
 	lists   *batcher[*listPage, struct{}]
 	// listStatements holds a statement for every listShape, at its index.
-	listStatements   [16]*statement
+	listStatements   [listShapeCount]*statement
 	getTask          *statement
 	createTask       *statement
 	updateTask       *statement
@@ -142,8 +139,8 @@ type storeStatement struct {
 // statements pairs every statement field with its SQL, for prepare and Close.
 func (s *Store) statements() []storeStatement {
 	var all []storeStatement
-	for _, shape := range listShapes() {
-		all = append(all, storeStatement{&s.listStatements[shape.index()], shape.sql()})
+	for i := range s.listStatements {
+		all = append(all, storeStatement{&s.listStatements[i], shapeAt(i).sql()})
 	}
 	return append(all, []storeStatement{
 		{&s.getTask, getTaskSQL},
@@ -252,14 +249,10 @@ func (s *Store) entered(ctx context.Context, work func() error) error {
 // contract's answer for a quota refusal, a lost prepared statement or a
 // database out of reach (a 503), else the error as it is.
 func (s *Store) answer(err error) error {
-	if err == nil {
-		return nil
-	}
-	if err = s.checkPooler(quotaError(err)); isUnavailable(err) {
-		var apiErr *apiError
-		if !errors.As(err, &apiErr) {
-			return errUnavailable(err)
-		}
+	err = s.checkPooler(quotaError(err))
+	var apiErr *apiError
+	if err != nil && !errors.As(err, &apiErr) && isUnavailable(err) {
+		return errUnavailable(err)
 	}
 	return err
 }

@@ -188,7 +188,8 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 	}
 	// Every list shape (filter, key, direction, first or later page) on
 	// its key's index; a later page starts at its cursor in the index.
-	for _, shape := range listShapes() {
+	for i := range listShapeCount {
+		shape := shapeAt(i)
 		args, index, cond := "('u'", "tasks_user_created_idx", "(user_id = $1)"
 		if shape.byCompleted {
 			args += ", true"
@@ -260,12 +261,8 @@ func TestStatementsUseTheirIndexes(t *testing.T) {
 // count toward the bytes.
 func TestQuotas(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	_, db := openDatabase(t)
+	_, db := openSchemaDatabase(t)
 	db.SetMaxOpenConns(8)
-	if err := applySchema(ctx, db); err != nil {
-		t.Fatal(err)
-	}
 	const maxTasks, maxBytes = 5, 400
 	store := newStore(t, db, 0, func(o *storeOptions) { o.quotaTasks, o.quotaBytes = maxTasks, maxBytes })
 	srv := newTestServer(t, testConfig(), store)

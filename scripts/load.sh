@@ -79,8 +79,8 @@ export PGPORT=$(free_port)
 printf 'max_connections = 200\nshared_buffers = 512MB\nport = %s\n' "$PGPORT" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null
 if [ -n "${LOAD_FAR_DB:-}" ]; then echo "listen_addresses = '127.0.0.1'" | as_pg tee -a "$tmp/data/postgresql.conf" >/dev/null; fi
 pg_start "$tmp/data"
-# db_url DATABASE: how the servers reach it: the socket, or the proxy.
-db_url() { echo "host=$tmp/sock port=$PGPORT user=todo dbname=$1 sslmode=disable"; }
+# Where the servers reach PostgreSQL: the socket, or (far) the proxy.
+db_host=$tmp/sock db_port=$PGPORT
 if [ -n "${LOAD_FAR_DB:-}" ]; then
 	toxiproxy=${XDG_CACHE_HOME:-$HOME/.cache}/todo-backend/bin/toxiproxy-server
 	if [ ! -x "$toxiproxy" ]; then
@@ -98,8 +98,9 @@ if [ -n "${LOAD_FAR_DB:-}" ]; then
 			-d "{\"type\":\"latency\",\"stream\":\"$stream\",\"attributes\":{\"latency\":$LOAD_FAR_DB}}" >/dev/null
 	done
 	echo "== far database: both servers reach PostgreSQL through Toxiproxy, ${LOAD_FAR_DB} ms each way"
-	db_url() { echo "host=127.0.0.1 port=$proxy_port user=todo dbname=$1 sslmode=disable"; }
+	db_host=127.0.0.1 db_port=$proxy_port
 fi
+db_url() { echo "host=$db_host port=$db_port user=todo dbname=$1 sslmode=disable"; } # db_url DATABASE
 "$bin/createdb" -h "$tmp/sock" -U todo todo
 psql_db() { # psql_db DATABASE ARGS...
 	local db=$1
